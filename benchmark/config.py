@@ -1,0 +1,95 @@
+"""Typed, validated configuration of one bridge trial (pydantic).
+
+A trial is a pure function of (TrialConfig, cached embeddings, split); everything that
+changes its numbers lives here, so a configuration can be hashed, logged and searched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderSpec(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BridgeConfig(_Strict):
+    """Dual heads into a shared space. `memory_bank`: per-modality token maps + shared learnable queries."""
+
+    head: Literal["linear", "mlp", "memory_bank"] = "linear"
+    dim: int = Field(256, gt=0)
+    hidden_dim: int = Field(512, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    memory_slots: int = Field(16, gt=0)
+    memory_tokens: int = Field(8, gt=0)
+    memory_heads: int = Field(4, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self):
+        if self.head == "memory_bank" and self.dim % self.memory_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by memory_heads ({self.memory_heads})")
+        return self
+
+
+class LossConfig(_Strict):
+    """Weighted loss terms. A weight of 0 switches a term off."""
+
+    temperature: float = Field(0.07, gt=0, le=10)
+    infonce_weight: float = Field(1.0, ge=0)
+    margin: float = Field(0.0, ge=0, le=2)
+    hard_negative_beta: float = Field(0.0, ge=0)
+    same_target_weight: float = Field(1.0, ge=1)
+    u2u_weight: float = Field(0.0, ge=0)
+    u2c_weight: float = Field(0.0, ge=0)
+    second_order_temperature: float | None = Field(None, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _some_term(self):
+        if self.infonce_weight == 0 and self.u2u_weight == 0 and self.u2c_weight == 0:
+            raise ValueError("every loss term has weight 0: nothing would be trained")
+        return self
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    epochs: int = Field(100, ge=0)
+    batch_size: int = Field(512, ge=2)
+
+
+class TrialConfig(_Strict):
+    """One bridge configuration; defaults are the paper's settings."""
+
+    mol_encoder: EncoderSpec = EncoderSpec(name="ecfp4")
+    text_encoder: EncoderSpec = EncoderSpec(name="minilm")
+    text_field: str = "text_rich"
+    bridge: BridgeConfig = BridgeConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    seed: int = 0
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys, for logging as parameters."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any):
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = value
+
+        walk("", self.model_dump())
+        return out

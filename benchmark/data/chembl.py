@@ -1,0 +1,165 @@
+"""Download approved drugs and their mechanisms from the ChEMBL web services.
+
+The real path for users with internet: approved molecules (max_phase = 4), their
+`mechanism` records, target names and types from `target`. The result lands as parquet in
+the cache directory with the ChEMBL release and row counts beside it, in the same schema as
+the offline snapshot, so `load_dataset` reads either.
+
+chembl_webresource_client fetches a schema when imported and raises without network, so it
+is imported only inside `new_chembl_client`. Tests pass a fake client with the same
+resources (`molecule`, `mechanism`, `target`) serving recorded responses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from benchmark.cache import atomic_write_bytes, cache_dir
+from benchmark.errors import DownloadError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STATUS_URL = "https://www.ebi.ac.uk/chembl/api/data/status.json"
+MOLECULE_FIELDS = ["molecule_chembl_id", "pref_name", "max_phase", "molecule_structures"]
+MECHANISM_FIELDS = ["molecule_chembl_id", "mechanism_of_action", "action_type", "target_chembl_id"]
+TARGET_FIELDS = ["target_chembl_id", "pref_name", "target_type", "organism"]
+CHUNK = 50  # ids per `__in` filter: keeps URLs short
+
+
+def new_chembl_client():
+    """The real client (imported lazily: it needs network at import time)."""
+    try:
+        from chembl_webresource_client.new_client import new_client
+    except Exception as exc:
+        raise DownloadError(
+            f"cannot start chembl_webresource_client ({type(exc).__name__}: {exc}); the ChEMBL web services "
+            "are unreachable from here. Use the offline snapshot with --data PATH or BENCHMARK_DATA."
+        ) from exc
+    return new_client
+
+
+def fetch_release() -> str:
+    import requests
+
+    reply = requests.get(STATUS_URL, timeout=30)
+    reply.raise_for_status()
+    return str(reply.json().get("chembl_db_version", "unknown"))
+
+
+def with_retries(what: str, call: Callable[[], T], *, attempts: int = 4, base_delay: float = 2.0,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run `call`, retrying with exponential backoff; a DownloadError naming `what` at the end."""
+    last: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:  # network stacks raise anything from OSError to HTTPError
+            last = exc
+            if attempt + 1 < attempts:
+                delay = base_delay * 2**attempt
+                log.warning("ChEMBL %s failed (%s); retry %d/%d in %.0fs", what, exc, attempt + 1, attempts - 1, delay)
+                sleep(delay)
+    raise DownloadError(
+        f"ChEMBL endpoint {what!r} could not be reached after {attempts} attempts "
+        f"({type(last).__name__}: {last}). Check your network or use the offline snapshot with --data PATH."
+    ) from last
+
+
+def _chunks(ids: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start:start + size])
+
+
+def download_approved_mechanisms(
+    client: Any = None,
+    *,
+    release: str | Callable[[], str] | None = None,
+    retries: int = 4,
+    base_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[pd.DataFrame, dict]:
+    """Approved drugs x mechanisms x targets, in the snapshot's schema, and provenance."""
+    client = client if client is not None else new_chembl_client()
+
+    def fetch(what: str, query: Callable[[], Iterable[dict]]) -> list[dict]:
+        return with_retries(what, lambda: list(query()), attempts=retries, base_delay=base_delay, sleep=sleep)
+
+    molecules = fetch("molecule?max_phase=4", lambda: client.molecule.filter(max_phase=4).only(MOLECULE_FIELDS))
+    mol_rows = {}
+    for record in molecules:
+        structures = record.get("molecule_structures") or {}
+        mol_rows[record["molecule_chembl_id"]] = {
+            "molecule_chembl_id": record["molecule_chembl_id"],
+            "pref_name": record.get("pref_name"),
+            "canonical_smiles": structures.get("canonical_smiles"),
+            "max_phase": record.get("max_phase"),
+        }
+    ids = sorted(mol_rows)
+
+    mechanisms: list[dict] = []
+    for chunk in _chunks(ids):
+        mechanisms += fetch("mechanism", lambda chunk=chunk: client.mechanism.filter(molecule_chembl_id__in=chunk).only(MECHANISM_FIELDS))
+    target_ids = sorted({m["target_chembl_id"] for m in mechanisms if m.get("target_chembl_id")})
+    targets: dict[str, dict] = {}
+    for chunk in _chunks(target_ids):
+        for record in fetch("target", lambda chunk=chunk: client.target.filter(target_chembl_id__in=chunk).only(TARGET_FIELDS)):
+            targets[record["target_chembl_id"]] = record
+
+    rows = []
+    for mech in mechanisms:
+        mol = mol_rows.get(mech["molecule_chembl_id"])
+        if mol is None:
+            continue
+        target = targets.get(mech.get("target_chembl_id") or "", {})
+        rows.append({
+            **mol,
+            "mechanism_of_action": mech.get("mechanism_of_action"),
+            "action_type": mech.get("action_type"),
+            "target_chembl_id": mech.get("target_chembl_id"),
+            "target_pref_name": target.get("pref_name"),
+            "target_type": target.get("target_type"),
+        })
+    columns = ["molecule_chembl_id", "pref_name", "canonical_smiles", "max_phase", "mechanism_of_action",
+               "action_type", "target_chembl_id", "target_pref_name", "target_type"]
+    table = pd.DataFrame(rows, columns=columns).astype("string")
+    if callable(release) or release is None:
+        release_value = with_retries("status", release or fetch_release, attempts=retries, base_delay=base_delay, sleep=sleep)
+    else:
+        release_value = release
+    provenance = {
+        "chembl_release": release_value,
+        "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "n_molecules": len(mol_rows),
+        "n_mechanisms": len(mechanisms),
+        "n_targets": len(targets),
+        "n_rows": len(table),
+    }
+    return table, provenance
+
+
+def download_to_cache(client: Any = None, *, out_dir: str | os.PathLike | None = None, force: bool = False,
+                      **kwargs) -> Path:
+    """Download once into `<cache>/chembl/approved_drug_mechanisms.parquet` (+ `.json` provenance)."""
+    folder = Path(out_dir) if out_dir is not None else cache_dir() / "chembl"
+    target = folder / "approved_drug_mechanisms.parquet"
+    if target.exists() and not force:
+        log.info("using cached ChEMBL download %s", target)
+        return target
+    table, provenance = download_approved_mechanisms(client, **kwargs)
+    folder.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(target, buffer.getvalue())
+    atomic_write_bytes(target.with_suffix(".json"), json.dumps(provenance, indent=2).encode())
+    return target

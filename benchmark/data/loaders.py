@@ -1,0 +1,154 @@
+"""Read pair tables: ChEMBL-schema files (snapshot or download) and bring-your-own pairs.
+
+Everything is mapped onto canonical columns before cleaning:
+molecule_id, smiles, mechanism, target_id, target_name, action_type, drug_name.
+`target_id` doubles as the group for within-target (grouped) retrieval.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import DataError
+
+DATA_ENV = "BENCHMARK_DATA"
+SNAPSHOT_RELATIVE = Path("shared/data/chembl/approved_drug_mechanisms.csv")
+
+CANONICAL_COLUMNS = ("molecule_id", "smiles", "mechanism", "target_id", "target_name", "action_type", "drug_name")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which input column holds each canonical field. `smiles` and `text` are required."""
+
+    smiles: str
+    text: str
+    id: str | None = None
+    group: str | None = None
+    target_name: str | None = None
+    action_type: str | None = None
+    drug_name: str | None = None
+
+    def as_canonical(self) -> dict[str, str | None]:
+        return {
+            "molecule_id": self.id,
+            "smiles": self.smiles,
+            "mechanism": self.text,
+            "target_id": self.group,
+            "target_name": self.target_name,
+            "action_type": self.action_type,
+            "drug_name": self.drug_name,
+        }
+
+
+#: the ChEMBL web-service / snapshot schema
+CHEMBL_COLUMNS = ColumnMap(
+    smiles="canonical_smiles",
+    text="mechanism_of_action",
+    id="molecule_chembl_id",
+    group="target_chembl_id",
+    target_name="target_pref_name",
+    action_type="action_type",
+    drug_name="pref_name",
+)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """CSV, TSV (or .txt with tabs) and parquet, chosen by suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} does not exist; pass --data PATH or set {DATA_ENV}")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".tsv", ".tsv.gz", ".tab", ".txt"):
+            return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=True)
+        if suffix in (".csv", ".csv.gz"):
+            return pd.read_csv(path, dtype=str, keep_default_na=True)
+    except Exception as exc:  # pandas raises many kinds; all mean "unreadable file"
+        raise DataError(f"cannot read {str(path)!r} as {suffix.lstrip('.')}: {exc}") from exc
+    raise DataError(f"data file {str(path)!r} has unsupported suffix {path.suffix!r}; use .csv, .tsv or .parquet")
+
+
+def is_chembl_schema(frame: pd.DataFrame) -> bool:
+    return {CHEMBL_COLUMNS.smiles, CHEMBL_COLUMNS.text, CHEMBL_COLUMNS.id} <= set(frame.columns)
+
+
+def guess_columns(frame: pd.DataFrame) -> ColumnMap:
+    """Column names for a bring-your-own file when none are given."""
+    if is_chembl_schema(frame):
+        return CHEMBL_COLUMNS
+    lower = {c.lower(): c for c in frame.columns}
+
+    def pick(*candidates: str) -> str | None:
+        return next((lower[c] for c in candidates if c in lower), None)
+
+    smiles = pick("smiles", "canonical_smiles", "isomeric_smiles")
+    text = pick("text", "description", "mechanism", "mechanism_of_action", "caption")
+    if smiles is None or text is None:
+        raise DataError(
+            f"cannot tell which columns hold SMILES and text among {list(frame.columns)}; "
+            "name them with --smiles-column and --text-column"
+        )
+    return ColumnMap(smiles=smiles, text=text, id=pick("id", "cid", "molecule_id", "chembl_id"),
+                     group=pick("group", "target", "target_id"))
+
+
+def to_canonical(frame: pd.DataFrame, columns: ColumnMap, *, source: str) -> pd.DataFrame:
+    mapping = columns.as_canonical()
+    missing = [col for col in mapping.values() if col is not None and col not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source}: column(s) {missing} not found; available columns: {list(frame.columns)}. "
+            "Fix the column options (--smiles-column, --text-column, --id-column, --group-column)."
+        )
+    out = pd.DataFrame(index=frame.index)
+    for canonical, col in mapping.items():
+        out[canonical] = frame[col].astype("string") if col is not None else pd.Series(pd.NA, index=frame.index, dtype="string")
+    if columns.id is None:
+        out["molecule_id"] = pd.Series([f"row{i}" for i in range(len(frame))], index=frame.index, dtype="string")
+    return out.reset_index(drop=True)
+
+
+def find_default_data() -> Path:
+    """BENCHMARK_DATA, else the shared ChEMBL snapshot next to (or above) the working directory."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    starts = [Path.cwd(), Path(__file__).resolve().parent]
+    for start in starts:
+        for folder in (start, *start.parents):
+            candidate = folder / SNAPSHOT_RELATIVE
+            if candidate.exists():
+                return candidate
+            candidate = folder.parent / SNAPSHOT_RELATIVE
+            if candidate.exists():
+                return candidate
+    raise DataError(
+        "no dataset given and no ChEMBL snapshot found: pass --data PATH, set "
+        f"{DATA_ENV}, or download one with `python -m benchmark download-chembl`"
+    )
+
+
+def load_dataset(
+    path: str | os.PathLike | None = None,
+    columns: ColumnMap | None = None,
+    *,
+    text_templates: dict[str, tuple[str, ...]] | None = None,
+):
+    """Load and clean a pairs file; `path=None` uses BENCHMARK_DATA or the shared snapshot."""
+    from benchmark.data.cleaning import clean_pairs
+
+    path = Path(path) if path is not None else find_default_data()
+    frame = read_table(path)
+    if frame.empty:
+        raise DataError(f"data file {str(path)!r} has no rows")
+    columns = columns or guess_columns(frame)
+    canonical = to_canonical(frame, columns, source=str(path))
+    return clean_pairs(canonical, source=str(path), has_groups=columns.group is not None,
+                       text_templates=text_templates)

@@ -1,0 +1,6 @@
+"""Frozen encoders (plugins), their registry and the embedding cache front-end."""
+
+from benchmark.encoders.base import Encoder, encoder_key
+from benchmark.encoders.registry import ENTRY_POINT_GROUP, build_encoder, encoder_registry, encoders_of
+
+__all__ = ["Encoder", "encoder_key", "ENTRY_POINT_GROUP", "build_encoder", "encoder_registry", "encoders_of"]

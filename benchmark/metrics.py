@@ -1,0 +1,133 @@
+"""Retrieval metrics with several correct answers, in both directions, global and grouped.
+
+The gallery of an evaluated split is its set of unique items: unique molecules (structure
+keys) and unique texts, so identical items never count against a query. A query's correct
+answers are every gallery item paired with it. Its rank is the mid-rank of its best correct
+answer: 1 + (negatives scoring higher) + (negatives scoring exactly the same) / 2, i.e. the
+expected rank under random tie-breaking, so a model cannot gain from ties.
+
+Grouped (within-target) retrieval ranks a query only among the items of one target, for
+every target with at least `min_group_size` distinct molecules in the split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from benchmark.bootstrap import bootstrap_mean, bootstrap_median
+
+RECALL_KS = (1, 5, 10)
+CURVE_MAX_K = 50
+
+
+def rank_of_best_positive(queries: torch.Tensor, gallery: torch.Tensor, positives: sp.csr_matrix,
+                          chunk: int = 4096) -> np.ndarray:
+    """Mid-rank of each query's best-scoring positive, scoring by dot product (cosine for unit vectors)."""
+    n_q = queries.shape[0]
+    ranks = np.empty(n_q, dtype=np.float64)
+    for start in range(0, n_q, chunk):
+        stop = min(start + chunk, n_q)
+        scores = queries[start:stop] @ gallery.T
+        pos = torch.from_numpy(positives[start:stop].toarray()).to(scores.device)
+        if not bool(pos.any(dim=1).all()):
+            raise ValueError("every query needs at least one positive in the gallery")
+        best = scores.masked_fill(~pos, float("-inf")).max(dim=1, keepdim=True).values
+        negatives = ~pos
+        higher = ((scores > best) & negatives).sum(dim=1)
+        tied = ((scores == best) & negatives).sum(dim=1)
+        ranks[start:stop] = (1 + higher.double() + 0.5 * tied.double()).cpu().numpy()
+    return ranks
+
+
+@dataclass
+class RetrievalRun:
+    """Per-query ranks of one direction and mode, plus what the queries were."""
+
+    direction: str  # text_to_molecule | molecule_to_text
+    grouped: bool
+    ranks: np.ndarray
+    query_items: np.ndarray  # index of the query item (text or molecule index in the dataset)
+    query_groups: np.ndarray | None  # target of each query (grouped mode)
+    gallery_size: np.ndarray  # gallery size seen by each query
+
+    @property
+    def name(self) -> str:
+        return self.direction + ("_grouped" if self.grouped else "")
+
+    def summary(self, *, n_boot: int = 1000, seed: int = 0, ks=RECALL_KS) -> dict[str, dict]:
+        groups = self.query_groups if self.grouped else None
+        ks = (1,) if self.grouped else ks
+        out = {f"recall@{k}": bootstrap_mean(self.ranks <= k, groups=groups, n_boot=n_boot, seed=seed).as_dict()
+               for k in ks}
+        out["mrr"] = bootstrap_mean(1.0 / self.ranks, groups=groups, n_boot=n_boot, seed=seed).as_dict()
+        if not self.grouped:
+            out["mean_rank"] = bootstrap_mean(self.ranks, n_boot=n_boot, seed=seed).as_dict()
+            out["median_rank"] = bootstrap_median(self.ranks, n_boot=n_boot, seed=seed).as_dict()
+        return out
+
+    def recall_curve(self, max_k: int = CURVE_MAX_K) -> list[float]:
+        return [float(np.mean(self.ranks <= k)) for k in range(1, max_k + 1)] if len(self.ranks) else []
+
+    def per_query(self) -> dict[str, np.ndarray]:
+        out = {"query_item": self.query_items, "rank": self.ranks, "gallery_size": self.gallery_size}
+        if self.query_groups is not None:
+            out["group"] = self.query_groups
+        return out
+
+
+def _positives(q_local: np.ndarray, g_local: np.ndarray, n_q: int, n_g: int) -> sp.csr_matrix:
+    data = np.ones(len(q_local), dtype=bool)
+    matrix = sp.csr_matrix((data, (q_local, g_local)), shape=(n_q, n_g), dtype=bool)
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _directions(mol_emb: torch.Tensor, text_emb: torch.Tensor, mol_idx: np.ndarray, text_idx: np.ndarray,
+                grouped: bool, groups: np.ndarray | None, group_label=None) -> list[RetrievalRun]:
+    mols, m_local = np.unique(mol_idx, return_inverse=True)
+    texts, t_local = np.unique(text_idx, return_inverse=True)
+    gm, gt = mol_emb[torch.from_numpy(mols)], text_emb[torch.from_numpy(texts)]
+    t2m = rank_of_best_positive(gt, gm, _positives(t_local, m_local, len(texts), len(mols)))
+    m2t = rank_of_best_positive(gm, gt, _positives(m_local, t_local, len(mols), len(texts)))
+    label = (lambda n: np.full(n, group_label, dtype=object)) if grouped else (lambda n: None)
+    return [
+        RetrievalRun("text_to_molecule", grouped, t2m, texts, label(len(texts)), np.full(len(texts), len(mols))),
+        RetrievalRun("molecule_to_text", grouped, m2t, mols, label(len(mols)), np.full(len(mols), len(texts))),
+    ]
+
+
+def _concat(runs: list[RetrievalRun], direction: str) -> RetrievalRun:
+    chosen = [r for r in runs if r.direction == direction]
+    return RetrievalRun(direction, True, np.concatenate([r.ranks for r in chosen]),
+                        np.concatenate([r.query_items for r in chosen]),
+                        np.concatenate([r.query_groups for r in chosen]),
+                        np.concatenate([r.gallery_size for r in chosen]))
+
+
+def evaluate_retrieval(mol_emb: torch.Tensor, text_emb: torch.Tensor, mol_idx: np.ndarray, text_idx: np.ndarray,
+                       groups: np.ndarray | None = None, *, min_group_size: int = 3) -> dict[str, RetrievalRun]:
+    """Global retrieval over the evaluated pairs, and grouped retrieval when groups are known.
+
+    `mol_emb` / `text_emb` hold embeddings of every molecule / text of the dataset (rows indexed
+    by `mol_idx` / `text_idx`); the arrays describe the evaluated pairs only.
+    """
+    runs = {r.name: r for r in _directions(mol_emb, text_emb, mol_idx, text_idx, False, None)}
+    if groups is None:
+        return runs
+    grouped_runs: list[RetrievalRun] = []
+    valid = np.array([g is not None and g == g and g != "" for g in groups], dtype=bool)
+    labels = np.asarray(groups, dtype=object)
+    for label in sorted(set(labels[valid].tolist())):
+        rows = np.flatnonzero(valid & (labels == label))
+        if len(np.unique(mol_idx[rows])) < min_group_size:
+            continue
+        grouped_runs += _directions(mol_emb, text_emb, mol_idx[rows], text_idx[rows], True, None, label)
+    if grouped_runs:
+        for direction in ("text_to_molecule", "molecule_to_text"):
+            run = _concat(grouped_runs, direction)
+            runs[run.name] = run
+    return runs

@@ -1,0 +1,182 @@
+"""One trial: (configuration, cached embeddings, split) -> metrics, as a pure function.
+
+`prepare_trial_data` does the expensive, shareable part once (load-free: it takes a cleaned
+dataset and a split, encodes through the cache). `run_trial` trains a bridge and evaluates
+it, and the untrained-heads baseline from the same initial weights, on one side of the
+split. Higher layers (Ray Tune, the CLI) call these two and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmark.bootstrap import paired_bootstrap
+from benchmark.cache import EmbeddingCache
+from benchmark.config import TrialConfig
+from benchmark.data.cleaning import PairDataset
+from benchmark.embeddings import embed
+from benchmark.encoders import build_encoder
+from benchmark.encoders.base import encoder_space
+from benchmark.errors import ConfigError
+from benchmark.metrics import RetrievalRun, evaluate_retrieval
+from benchmark.splits import Split
+from benchmark.training import build_bridge, resolve_device, train_bridge
+
+log = logging.getLogger(__name__)
+
+#: metric used to compare a trained bridge with its baselines (paired bootstrap)
+PAIRED_METRICS = (("text_to_molecule", "recall@1"), ("text_to_molecule", "mrr"), ("text_to_molecule_grouped", "recall@1"))
+
+
+@dataclass
+class TrialData:
+    """Frozen embeddings of every molecule and every text of one text field, plus pair indices."""
+
+    mol_features: np.ndarray
+    text_features: np.ndarray
+    mol_idx: np.ndarray
+    text_idx: np.ndarray
+    groups: np.ndarray | None
+    texts: list[str]
+    molecules: list[str]
+    shared_space: bool
+    encode_seconds: float
+    encoded_items: int
+    dataset: dict
+    encoders: dict
+
+
+def prepare_trial_data(dataset: PairDataset, config: TrialConfig, split: Split, *,
+                       cache: EmbeddingCache | None = None) -> TrialData:
+    """Encode molecules and texts (once, through the cache); fitted encoders see training items only."""
+    if config.text_field not in dataset.text_templates:
+        from benchmark.errors import UnknownNameError
+
+        raise UnknownNameError("text field", config.text_field, dataset.text_templates)
+    mol_encoder = build_encoder(config.mol_encoder.name, **config.mol_encoder.params)
+    text_encoder = build_encoder(config.text_encoder.name, **config.text_encoder.params)
+    if mol_encoder.modality != "molecule":
+        raise ConfigError(f"{config.mol_encoder.name!r} encodes {mol_encoder.modality}, not molecules; pick a molecule encoder")
+    if text_encoder.modality != "text":
+        raise ConfigError(f"{config.text_encoder.name!r} encodes {text_encoder.modality}, not text; pick a text encoder")
+    texts, text_idx = dataset.text_index(config.text_field)
+    mol_idx = dataset.mol_index
+    train = split.train
+    mols = embed(mol_encoder, dataset.molecules, cache=cache, dataset_fingerprint=dataset.fingerprint,
+                 fit_items=[dataset.molecules[i] for i in np.unique(mol_idx[train])])
+    txts = embed(text_encoder, texts, cache=cache, dataset_fingerprint=dataset.fingerprint,
+                 fit_items=[texts[i] for i in np.unique(text_idx[train])])
+    space = encoder_space(mol_encoder)
+    shared = space is not None and space == encoder_space(text_encoder) and mols.matrix.shape[1] == txts.matrix.shape[1]
+    return TrialData(
+        mol_features=mols.matrix, text_features=txts.matrix, mol_idx=mol_idx, text_idx=text_idx,
+        groups=dataset.groups, texts=texts, molecules=dataset.molecules, shared_space=shared,
+        encode_seconds=mols.seconds + txts.seconds,
+        encoded_items=(0 if mols.from_cache else len(dataset.molecules)) + (0 if txts.from_cache else len(texts)),
+        dataset=dataset.summary(),
+        encoders={"molecule": {"name": mol_encoder.name, "params": mol_encoder.params, "key": mols.encoder_key,
+                               "dim": int(mols.matrix.shape[1]), "from_cache": mols.from_cache},
+                  "text": {"name": text_encoder.name, "params": text_encoder.params, "key": txts.encoder_key,
+                           "dim": int(txts.matrix.shape[1]), "from_cache": txts.from_cache}},
+    )
+
+
+@dataclass
+class Evaluation:
+    runs: dict[str, RetrievalRun]
+    metrics: dict[str, dict]
+
+    def value(self, direction: str, metric: str) -> float:
+        return self.metrics.get(direction, {}).get(metric, {}).get("value", float("nan"))
+
+
+def evaluate(mol_emb: torch.Tensor, text_emb: torch.Tensor, data: TrialData, rows: np.ndarray, *,
+             n_boot: int, seed: int, min_group_size: int = 3) -> Evaluation:
+    groups = None if data.groups is None else data.groups[rows]
+    runs = evaluate_retrieval(mol_emb, text_emb, data.mol_idx[rows], data.text_idx[rows], groups,
+                              min_group_size=min_group_size)
+    metrics = {name: run.summary(n_boot=n_boot, seed=seed) for name, run in runs.items()}
+    return Evaluation(runs, metrics)
+
+
+@dataclass
+class TrialResult:
+    config: TrialConfig
+    side: str
+    metrics: dict[str, dict]
+    baseline: dict[str, dict]
+    cosine_baseline: dict[str, dict] | None
+    comparisons: dict[str, dict]
+    runs: dict[str, RetrievalRun]
+    baseline_runs: dict[str, RetrievalRun]
+    history: list[dict]
+    train_seconds: float
+    eval_seconds: float
+    device: str
+    extras: dict = field(default_factory=dict)
+
+
+def run_trial(config: TrialConfig, data: TrialData, split: Split, *, side: str = "val", n_boot: int = 1000,
+              bootstrap_seed: int = 0, min_group_size: int = 3, device: str | None = None,
+              eval_every: int = 0, reporter: Callable[[dict], None] | None = None) -> TrialResult:
+    """Train on split.train, evaluate on `side` ('val' for selection, 'test' once per final config).
+
+    With `eval_every` > 0 and a `reporter`, the validation text->molecule recall@1 and MRR are
+    reported every `eval_every` epochs (the hook for early stopping), never the test side.
+    """
+    dev = resolve_device(device)
+    rows = split.rows(side)
+    mol_x = torch.as_tensor(data.mol_features, device=dev)
+    text_x = torch.as_tensor(data.text_features, device=dev)
+    train_rows = split.train
+    groups = None if data.groups is None else data.groups[train_rows]
+
+    on_epoch = None
+    if reporter is not None:
+        val_rows = split.val
+
+        def on_epoch(epoch: int, bridge, record: dict) -> None:
+            payload = dict(record)
+            if eval_every and (epoch % eval_every == 0 or epoch == config.optim.epochs) and len(val_rows):
+                m, t = bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text")
+                runs = evaluate_retrieval(m, t, data.mol_idx[val_rows], data.text_idx[val_rows], None)
+                ranks = runs["text_to_molecule"].ranks
+                payload.update({"val_recall@1": float(np.mean(ranks <= 1)), "val_mrr": float(np.mean(1 / ranks))})
+            reporter(payload)
+
+    outcome = train_bridge(config, mol_x, text_x, data.mol_idx[train_rows], data.text_idx[train_rows], groups,
+                           on_epoch=on_epoch)
+    started = time.perf_counter()
+    bridge = outcome.bridge
+    trained = evaluate(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"), data, rows,
+                       n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size)
+    untrained_bridge = build_bridge(config, mol_x.shape[1], text_x.shape[1]).to(dev)
+    untrained = evaluate(untrained_bridge.embed_all(mol_x, "molecule"), untrained_bridge.embed_all(text_x, "text"),
+                         data, rows, n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size)
+    cosine = None
+    if data.shared_space:
+        cosine = evaluate(F.normalize(mol_x, dim=-1), F.normalize(text_x, dim=-1), data, rows,
+                          n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size)
+    comparisons = {}
+    for direction, metric in PAIRED_METRICS:
+        if direction not in trained.runs:
+            continue
+        a, b = trained.runs[direction], untrained.runs[direction]
+        values = (lambda r: r.ranks <= 1) if metric == "recall@1" else (lambda r: 1.0 / r.ranks)
+        comparisons[f"{direction}/{metric}"] = paired_bootstrap(
+            values(a), values(b), groups=a.query_groups if a.grouped else None, n_boot=n_boot, seed=bootstrap_seed,
+        ).as_dict()
+    eval_seconds = time.perf_counter() - started
+    return TrialResult(
+        config=config, side=side, metrics=trained.metrics, baseline=untrained.metrics,
+        cosine_baseline=None if cosine is None else cosine.metrics, comparisons=comparisons,
+        runs=trained.runs, baseline_runs=untrained.runs, history=outcome.history,
+        train_seconds=outcome.seconds, eval_seconds=eval_seconds, device=str(dev),
+    )

@@ -1,0 +1,216 @@
+"""Command line: a thin layer over the library (`benchmark.api`).
+
+    python -m benchmark list [encoders|splits|text-fields|heads]
+    python -m benchmark train --data PATH --split scaffold --mol-encoder ecfp4 --text-encoder minilm
+    python -m benchmark download-chembl
+
+Mistakes (bad files, unknown names, invalid values) print one clear `error:` line and exit 2;
+`--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from benchmark.errors import BenchmarkError, ConfigError
+
+LIST_KINDS = ("encoders", "splits", "text-fields", "heads", "losses")
+
+
+def _parse_params(pairs: list[str] | None, flag: str) -> dict:
+    params = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="pairs file (ChEMBL schema or bring-your-own CSV/TSV/parquet); "
+                                  "default: $BENCHMARK_DATA, else the shared ChEMBL snapshot")
+    g.add_argument("--smiles-column", help="bring-your-own: column with SMILES")
+    g.add_argument("--text-column", help="bring-your-own: column with the text")
+    g.add_argument("--id-column", help="bring-your-own: column with molecule ids (optional)")
+    g.add_argument("--group-column", help="bring-your-own: column with targets/groups for grouped retrieval (optional)")
+    g.add_argument("--text-template", help="template of a custom text field 'custom', segments separated by '|', "
+                                           "e.g. '{mechanism}.|Target: {target_name}.' (use with --text-field custom)")
+
+
+def _columns(args):
+    from benchmark.data.loaders import ColumnMap
+
+    if not (args.smiles_column or args.text_column):
+        if args.id_column or args.group_column:
+            raise ConfigError("--id-column/--group-column need --smiles-column and --text-column too")
+        return None
+    if not (args.smiles_column and args.text_column):
+        raise ConfigError("bring-your-own data needs both --smiles-column and --text-column")
+    return ColumnMap(smiles=args.smiles_column, text=args.text_column, id=args.id_column, group=args.group_column)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description="Drug-text alignment benchmark suite")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="show registered encoders, splits, text fields, heads, loss terms")
+    p_list.add_argument("kind", nargs="?", default="all", help=f"one of {', '.join(LIST_KINDS)} (default: all)")
+
+    p_train = sub.add_parser("train", help="train and evaluate one bridge configuration")
+    _add_data_options(p_train)
+    g = p_train.add_argument_group("split")
+    g.add_argument("--split", default="random", help="random | scaffold | pair (leaky)")
+    g.add_argument("--split-seed", type=int, default=0)
+    g.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"))
+    g.add_argument("--eval-split", choices=("val", "test"), default="test",
+                   help="side to evaluate (choose hyper-parameters on val; test once per final configuration)")
+    g = p_train.add_argument_group("encoders")
+    g.add_argument("--mol-encoder", default="ecfp4")
+    g.add_argument("--mol-encoder-param", action="append", metavar="KEY=VALUE")
+    g.add_argument("--text-encoder", default="minilm")
+    g.add_argument("--text-encoder-param", action="append", metavar="KEY=VALUE")
+    g.add_argument("--text-field", default="text_rich", help="text_rich | mechanism | text_rich_no_drug | custom")
+    g = p_train.add_argument_group("bridge and loss")
+    g.add_argument("--head", default="linear", help="linear | mlp | memory_bank")
+    g.add_argument("--dim", type=int, default=256)
+    g.add_argument("--temperature", type=float, default=0.07)
+    g.add_argument("--margin", type=float, default=0.0)
+    g.add_argument("--hard-negative-beta", type=float, default=0.0, help="weight negatives by exp(beta * similarity)")
+    g.add_argument("--same-target-weight", type=float, default=1.0, help="extra weight of same-target negatives")
+    g.add_argument("--infonce-weight", type=float, default=1.0)
+    g.add_argument("--u2u-weight", type=float, default=0.0, help="second-order uni-to-uni KL loss weight")
+    g.add_argument("--u2c-weight", type=float, default=0.0, help="second-order uni-to-cross KL loss weight")
+    g = p_train.add_argument_group("optimisation")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--batch-size", type=int, default=512)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    g = p_train.add_argument_group("evaluation and output")
+    g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs")
+    g.add_argument("--cache-dir", help="embedding cache (default: $BENCHMARK_CACHE or ~/.cache/drug-text-benchmark)")
+    g.add_argument("--output", help="write the result JSON here (per-query ranks go beside it as .queries.parquet)")
+    g.add_argument("--quiet", action="store_true", help="only warnings and the result table")
+
+    p_dl = sub.add_parser("download-chembl", help="download approved drugs and mechanisms from the ChEMBL web services")
+    p_dl.add_argument("--out", help="folder for the parquet (default: the cache directory)")
+    p_dl.add_argument("--force", action="store_true", help="download again even if cached")
+    return parser
+
+
+def cmd_list(kind: str) -> int:
+    from benchmark.encoders import encoder_registry
+    from benchmark.data.text_fields import DEFAULT_TEMPLATES
+    from benchmark.errors import UnknownNameError
+    from benchmark.splits import SPLITS
+
+    if kind != "all" and kind not in LIST_KINDS:
+        raise UnknownNameError("list kind", kind, LIST_KINDS)
+    show = LIST_KINDS if kind == "all" else (kind,)
+    if "encoders" in show:
+        reg = encoder_registry()
+        print("encoders:")
+        for name in reg.names():
+            entry = reg.get(name)
+            origin = reg.origin(name)
+            print(f"  {name:<22}{entry.modality:<10}{entry.description}" + ("" if origin == "benchmark" else f"  [{origin}]"))
+    if "splits" in show:
+        print("splits:")
+        for name in SPLITS.names():
+            print(f"  {name:<22}{SPLITS.get(name).description}")
+    if "text-fields" in show:
+        print("text fields:")
+        for name, template in DEFAULT_TEMPLATES.items():
+            print(f"  {name:<22}{' '.join(template)}")
+    if "heads" in show:
+        print("heads:\n  linear                dual linear heads (paper)\n  mlp                   two-layer MLP heads\n"
+              "  memory_bank           pseudo-tokens + shared learnable-query cross-attention (Song et al.)")
+    if "losses" in show:
+        print("loss terms (weights / switches):\n  infonce               symmetric InfoNCE, --temperature, --margin, "
+              "--hard-negative-beta, --same-target-weight\n  u2u                   second-order KL(TT||MM)+KL(MM||TT), --u2u-weight\n"
+              "  u2c                   second-order KL(TT||MT)+KL(MM||TM), --u2c-weight")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from benchmark.api import train_and_evaluate
+    from benchmark.config import TrialConfig
+
+    text_templates = {"custom": args.text_template} if args.text_template else None
+    config = TrialConfig.model_validate({
+        "mol_encoder": {"name": args.mol_encoder, "params": _parse_params(args.mol_encoder_param, "--mol-encoder-param")},
+        "text_encoder": {"name": args.text_encoder, "params": _parse_params(args.text_encoder_param, "--text-encoder-param")},
+        "text_field": args.text_field,
+        "bridge": {"head": args.head, "dim": args.dim},
+        "loss": {"temperature": args.temperature, "margin": args.margin, "hard_negative_beta": args.hard_negative_beta,
+                 "same_target_weight": args.same_target_weight, "infonce_weight": args.infonce_weight,
+                 "u2u_weight": args.u2u_weight, "u2c_weight": args.u2c_weight},
+        "optim": {"lr": args.lr, "weight_decay": args.weight_decay, "epochs": args.epochs, "batch_size": args.batch_size},
+        "seed": args.seed,
+    })
+    result = train_and_evaluate(
+        config, data=args.data, columns=_columns(args), text_templates=text_templates, split=args.split,
+        split_seed=args.split_seed, fractions=tuple(args.fractions), side=args.eval_split, n_boot=args.bootstrap,
+        cache_dir=args.cache_dir, device=args.device,
+    )
+    print(result.table())
+    if args.output:
+        out = result.write_json(args.output)
+        queries = result.write_per_query(Path(args.output).with_suffix(".queries.parquet"))
+        print(f"\nwrote {out} and {queries}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from benchmark.data.chembl import download_to_cache
+
+    path = download_to_cache(out_dir=args.out, force=args.force)
+    print(f"ChEMBL approved-drug mechanisms: {path} (provenance in {path.with_suffix('.json')})")
+    print(f"use it with: python -m benchmark train --data {path}")
+    return 0
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "configuration"
+        parts.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        if args.command == "list":
+            return cmd_list(args.kind)
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "download-chembl":
+            return cmd_download(args)
+    except (BenchmarkError, ValidationError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = _format_validation(exc) if isinstance(exc, ValidationError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command!r}")
+    return 2

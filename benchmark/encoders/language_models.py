@@ -39,8 +39,9 @@ def _resolve_device(device: str) -> str:
 
 def _load_failure(name: str, model: str, exc: Exception) -> EncoderError:
     where = "local folder" if Path(model).exists() else "hub model"
+    first_line = (str(exc).strip().splitlines() or [""])[0]
     return EncoderError(
-        f"encoder {name!r}: cannot load {where} {model!r} ({type(exc).__name__}: {exc}). "
+        f"encoder {name!r}: cannot load {where} {model!r} ({type(exc).__name__}: {first_line}). "
         "Without internet, pass a local folder (model=/path/to/model) or use the offline 'minilm'."
     )
 

@@ -1,0 +1,68 @@
+"""Shared fixtures: the real ChEMBL snapshot (from ../shared), tiny pair files, an isolated cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAPSHOT = REPO.parent / "shared" / "data" / "chembl" / "approved_drug_mechanisms.csv"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Every test writes embeddings to a session-private cache, never the user's."""
+    root = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("BENCHMARK_CACHE")
+    os.environ["BENCHMARK_CACHE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("BENCHMARK_CACHE", None)
+    else:
+        os.environ["BENCHMARK_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def snapshot_path() -> Path:
+    if not SNAPSHOT.exists():
+        pytest.fail(f"the ChEMBL snapshot is expected at {SNAPSHOT} (../shared beside the repository)")
+    return SNAPSHOT
+
+
+@pytest.fixture(scope="session")
+def snapshot(snapshot_path):
+    from benchmark.data import load_dataset
+
+    return load_dataset(snapshot_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_frame(snapshot_path) -> pd.DataFrame:
+    """~120 real rows of the snapshot: a few targets with several drugs each, plus singletons."""
+    frame = pd.read_csv(snapshot_path, dtype=str)
+    frame = frame[frame["has_structure"] == "True"]
+    busy = frame["target_chembl_id"].value_counts()
+    targets = busy[busy >= 4].index[:12].tolist()
+    part = frame[frame["target_chembl_id"].isin(targets)].groupby("target_chembl_id").head(8)
+    rest = frame[~frame["target_chembl_id"].isin(targets)].head(30)
+    return pd.concat([part, rest]).reset_index(drop=True)
+
+
+@pytest.fixture
+def tiny_csv(tmp_path, tiny_frame) -> Path:
+    path = tmp_path / "tiny.csv"
+    tiny_frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_frame, tmp_path_factory):
+    from benchmark.data import load_dataset
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.csv"
+    tiny_frame.to_csv(path, index=False)
+    return load_dataset(path)

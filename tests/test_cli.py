@@ -1,0 +1,74 @@
+"""The command line as a user runs it: `python -m benchmark ...` in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=env)
+
+
+def test_list_shows_builtins_and_plugins():
+    out = cli("list")
+    assert out.returncode == 0
+    for name in ("ecfp4", "minilm", "letter-counts", "scaffold", "text_rich", "memory_bank", "u2c"):
+        assert name in out.stdout
+
+
+def test_train_writes_the_documented_json(tiny_csv, tmp_path, capsys):
+    output = tmp_path / "result.json"
+    code = main(["train", "--data", str(tiny_csv), "--split", "scaffold", "--mol-encoder", "ecfp4",
+                 "--text-encoder", "tfidf", "--epochs", "5", "--batch-size", "64", "--bootstrap", "100",
+                 "--fractions", "0.6", "0.2", "0.2", "--margin", "0.1", "--output", str(output), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "text_to_molecule" in printed and "recall@1" in printed
+    result = json.loads(output.read_text())
+    assert set(result["dataset"]) >= {"fingerprint", "n_pairs", "dropped"}
+    assert set(result["split"]) >= {"name", "seed", "n_train", "n_val", "n_test", "checksum"}
+    assert set(result["timing"]) >= {"encode_seconds", "train_seconds", "eval_seconds"}
+    for mode in ("text_to_molecule", "molecule_to_text"):
+        assert set(result["metrics"][mode]) >= {"recall@1", "recall@5", "recall@10", "mrr", "mean_rank", "median_rank"}
+        assert set(result["metrics"][mode]["recall@1"]) >= {"value", "ci_low", "ci_high", "n"}
+    assert set(result["metrics"]["text_to_molecule_grouped"]) >= {"recall@1", "mrr"}
+    assert result["baseline"]["text_to_molecule"]["mrr"]["n"] == result["metrics"]["text_to_molecule"]["mrr"]["n"]
+    assert result["config"]["loss"]["margin"] == 0.1 and result["split"]["evaluated"] == "test"
+    queries = pd.read_parquet(output.with_suffix(".queries.parquet"))
+    assert set(queries["system"]) == {"bridge", "untrained"} and (queries["rank"] >= 1).all()
+
+
+def test_bring_your_own_without_groups_skips_grouped_with_a_note(tmp_path, tiny_frame, capsys):
+    path = tmp_path / "byo.csv"
+    tiny_frame.rename(columns={"canonical_smiles": "SMI", "mechanism_of_action": "desc"})[["SMI", "desc"]].to_csv(path, index=False)
+    code = main(["train", "--data", str(path), "--smiles-column", "SMI", "--text-column", "desc", "--text-field", "mechanism",
+                 "--text-encoder", "letter-counts", "--epochs", "3", "--bootstrap", "50", "--fractions", "0.6", "0.2", "0.2",
+                 "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "grouped (within-target) retrieval skipped" in out and "text_to_molecule_grouped" not in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mol-encoder", "ecf4"], "Did you mean 'ecfp4'"),
+    (["--split", "scafold"], "Did you mean 'scaffold'"),
+    (["--temperature", "-1"], "loss.temperature"),
+    (["--data", "/nonexistent.csv"], "does not exist"),
+    (["--text-encoder", "ecfp4"], "not text"),
+    (["--smiles-column", "x"], "both --smiles-column and --text-column"),
+])
+def test_mistakes_give_one_clear_line_and_no_traceback(args, message, tiny_csv):
+    data = [] if "--data" in args else ["--data", str(tiny_csv)]
+    out = cli("train", *data, "--epochs", "1", "--bootstrap", "10", *args)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_debug_shows_the_traceback(tiny_csv):
+    out = cli("--debug", "train", "--data", str(tiny_csv), "--mol-encoder", "nope")
+    assert out.returncode == 2 and "Traceback" in out.stderr

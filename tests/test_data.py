@@ -1,0 +1,122 @@
+"""Loading, cleaning and text fields, on the real snapshot and on small hand-made files."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark.data import ColumnMap, load_dataset
+from benchmark.data.text_fields import parse_template, render
+from benchmark.errors import ConfigError, DataError, UnknownNameError
+
+
+def test_snapshot_counts_match_its_readme(snapshot):
+    # README of the snapshot: 3,477 rows, 2,712 with a structure (the rest are dropped, counted)
+    assert snapshot.n_input_rows == 3477
+    assert snapshot.dropped["missing_structure"] == 3477 - 2712
+    assert snapshot.dropped["invalid_smiles"] == 0
+    kept = snapshot.n_pairs + sum(snapshot.dropped.values())
+    assert kept == snapshot.n_input_rows
+    # salt forms collapse onto one structure key, and no (structure, target) pair is left twice
+    assert not snapshot.pairs.duplicated(["structure_key", "target_id"]).any()
+    assert snapshot.salts_stripped > 0
+    assert snapshot.n_molecules == snapshot.pairs["structure_key"].nunique()
+
+
+def test_salt_forms_share_a_structure_key(snapshot):
+    clav = snapshot.pairs[snapshot.pairs["molecule_id"] == "CHEMBL1003"].iloc[0]
+    assert clav["structure_key"] == "O=C([O-])[C@H]1/C(=C/CO)O[C@@H]2CC(=O)N21"  # potassium removed
+
+
+def test_fingerprint_is_stable_and_content_sensitive(snapshot_path, tmp_path):
+    a = load_dataset(snapshot_path)
+    frame = pd.read_csv(snapshot_path, dtype=str)
+    frame.sample(frac=1.0, random_state=3).to_csv(tmp_path / "shuffled.csv", index=False)
+    assert load_dataset(tmp_path / "shuffled.csv").fingerprint == a.fingerprint  # row order does not matter
+    frame.loc[frame["molecule_chembl_id"] == "CHEMBL25", "mechanism_of_action"] = "Something else"
+    frame.to_csv(tmp_path / "edited.csv", index=False)
+    assert load_dataset(tmp_path / "edited.csv").fingerprint != a.fingerprint
+
+
+def test_text_rich_has_mechanism_target_action_and_name(snapshot):
+    texts = snapshot.texts("text_rich")
+    row = snapshot.pairs.index[snapshot.pairs["molecule_id"] == "CHEMBL25"][0]
+    assert texts[row] == "Cyclooxygenase inhibitor. Target: Cyclooxygenase. Action: inhibitor. Drug: ASPIRIN."
+    assert snapshot.texts("mechanism")[row] == "Cyclooxygenase inhibitor"
+
+
+def test_template_skips_segments_with_empty_fields():
+    template = parse_template("{mechanism}.|Drug: {drug_name}.")
+    assert render(template, {"mechanism": "X inhibitor", "drug_name": None}) == "X inhibitor."
+    assert render(template, {"mechanism": "X inhibitor", "drug_name": "ABC"}) == "X inhibitor. Drug: ABC."
+    with pytest.raises(ConfigError, match="unknown field"):
+        parse_template("{mechanism} {dose}")
+
+
+def write(tmp_path, rows, name="pairs.csv", **kw):
+    path = tmp_path / name
+    frame = pd.DataFrame(rows)
+    if name.endswith(".parquet"):
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if name.endswith(".tsv") else ",")
+    return path
+
+
+def test_bring_your_own_counts_every_drop(tmp_path):
+    rows = [
+        {"cid": "1", "SMILES": "CCO", "description": "an alcohol", "family": "a"},
+        {"cid": "2", "SMILES": "CC(=O)O.[Na+]", "description": "an acid salt", "family": "a"},
+        {"cid": "3", "SMILES": "not a smiles", "description": "broken", "family": "b"},
+        {"cid": "4", "SMILES": "", "description": "no structure", "family": "b"},
+        {"cid": "5", "SMILES": "c1ccccc1", "description": "   ", "family": "b"},
+        {"cid": "6", "SMILES": "OCC", "description": "an alcohol", "family": "a"},  # same molecule as 1, same group
+    ]
+    cols = ColumnMap(smiles="SMILES", text="description", id="cid", group="family")
+    ds = load_dataset(write(tmp_path, rows, "pairs.tsv"), cols)
+    assert ds.dropped == {"missing_structure": 1, "missing_text": 1, "invalid_smiles": 1, "duplicate_pair": 1}
+    assert ds.n_pairs == 2 and ds.salts_stripped == 1
+    assert "3: not a smiles" in ds.invalid_smiles_examples
+    assert set(ds.pairs["structure_key"]) == {"CCO", "CC(=O)O"}
+
+
+def test_parquet_and_guessed_columns_without_groups(tmp_path):
+    rows = [{"SMILES": s, "text": f"molecule {i}"} for i, s in enumerate(["CCO", "CCN", "CCC"])]
+    ds = load_dataset(write(tmp_path, rows, "pairs.parquet"))
+    assert ds.n_pairs == 3 and not ds.has_groups and ds.groups is None
+    assert set(ds.pairs["molecule_id"]) == {"row0", "row1", "row2"}
+
+
+def test_missing_column_is_named(tmp_path):
+    path = write(tmp_path, [{"smiles": "CCO", "text": "x"}])
+    with pytest.raises(DataError, match=r"column\(s\) \['caption'\] not found.*available columns"):
+        load_dataset(path, ColumnMap(smiles="smiles", text="caption"))
+
+
+def test_unreadable_and_absent_files(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "nope.csv")
+    bad = tmp_path / "pairs.xlsx"
+    bad.write_text("x")
+    with pytest.raises(DataError, match="unsupported suffix"):
+        load_dataset(bad)
+    undetectable = write(tmp_path, [{"a": "CCO", "b": "x"}], "odd.csv")
+    with pytest.raises(DataError, match="--smiles-column"):
+        load_dataset(undetectable)
+
+
+def test_all_rows_unusable_is_an_error(tmp_path):
+    path = write(tmp_path, [{"smiles": "xx", "text": "a"}, {"smiles": "", "text": "b"}])
+    with pytest.raises(DataError, match="no usable pairs"):
+        load_dataset(path)
+
+
+def test_unknown_text_field_suggests(tiny_dataset):
+    with pytest.raises(UnknownNameError, match="Did you mean 'text_rich'"):
+        tiny_dataset.texts("text_ricj")
+
+
+def test_default_data_comes_from_environment(tmp_path, monkeypatch):
+    path = write(tmp_path, [{"smiles": "CCO", "text": "x"}, {"smiles": "CCN", "text": "y"}])
+    monkeypatch.setenv("BENCHMARK_DATA", str(path))
+    assert load_dataset().source == str(path)

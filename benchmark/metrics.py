@@ -53,6 +53,7 @@ class RetrievalRun:
     query_items: np.ndarray  # index of the query item (text or molecule index in the dataset)
     query_groups: np.ndarray | None  # target of each query (grouped mode)
     gallery_size: np.ndarray  # gallery size seen by each query
+    gallery_items: np.ndarray | None = None  # the global gallery (dataset indices), recorded with results
 
     @property
     def name(self) -> str:
@@ -95,8 +96,10 @@ def _directions(mol_emb: torch.Tensor, text_emb: torch.Tensor, mol_idx: np.ndarr
     m2t = rank_of_best_positive(gm, gt, _positives(m_local, t_local, len(mols), len(texts)))
     label = (lambda n: np.full(n, group_label, dtype=object)) if grouped else (lambda n: None)
     return [
-        RetrievalRun("text_to_molecule", grouped, t2m, texts, label(len(texts)), np.full(len(texts), len(mols))),
-        RetrievalRun("molecule_to_text", grouped, m2t, mols, label(len(mols)), np.full(len(mols), len(texts))),
+        RetrievalRun("text_to_molecule", grouped, t2m, texts, label(len(texts)), np.full(len(texts), len(mols)),
+                     None if grouped else mols),
+        RetrievalRun("molecule_to_text", grouped, m2t, mols, label(len(mols)), np.full(len(mols), len(texts)),
+                     None if grouped else texts),
     ]
 
 

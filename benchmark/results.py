@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.cache import atomic_write_bytes
+from benchmark.cache import atomic_write_bytes, hash_items
 from benchmark.trial import TrialData, TrialResult
 
 DIRECTIONS = ("text_to_molecule", "molecule_to_text", "text_to_molecule_grouped", "molecule_to_text_grouped")
@@ -45,10 +45,23 @@ class BenchmarkResult:
             "baseline": t.baseline,
             "cosine_baseline": t.cosine_baseline,
             "comparisons": t.comparisons,
+            "galleries": self.galleries(),
             "recall_curves": {name: run.recall_curve() for name, run in t.runs.items()},
             "history": t.history,
             "notes": self.notes,
         }
+
+    def galleries(self) -> dict:
+        """The fixed gallery of each global direction: its size, its items' hash, and the items."""
+        out = {}
+        for name, run in self.trial.runs.items():
+            if run.gallery_items is None:
+                continue
+            names = self.data.molecules if run.direction == "text_to_molecule" else self.data.texts
+            items = [names[i] for i in run.gallery_items]
+            out[name] = {"modality": "molecule" if run.direction == "text_to_molecule" else "text",
+                         "size": len(items), "checksum": hash_items(items), "items": items}
+        return out
 
     def write_json(self, path: str | os.PathLike) -> Path:
         path = Path(path)

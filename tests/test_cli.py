@@ -38,6 +38,9 @@ def test_train_writes_the_documented_json(tiny_csv, tmp_path, capsys):
         assert set(result["metrics"][mode]["recall@1"]) >= {"value", "ci_low", "ci_high", "n"}
     assert set(result["metrics"]["text_to_molecule_grouped"]) >= {"recall@1", "mrr"}
     assert result["baseline"]["text_to_molecule"]["mrr"]["n"] == result["metrics"]["text_to_molecule"]["mrr"]["n"]
+    gallery = result["galleries"]["text_to_molecule"]
+    assert gallery["modality"] == "molecule" and gallery["size"] == len(gallery["items"]) == len(set(gallery["items"]))
+    assert result["galleries"]["molecule_to_text"]["size"] == result["metrics"]["text_to_molecule"]["recall@1"]["n"]
     assert result["config"]["loss"]["margin"] == 0.1 and result["split"]["evaluated"] == "test"
     queries = pd.read_parquet(output.with_suffix(".queries.parquet"))
     assert set(queries["system"]) == {"bridge", "untrained"} and (queries["rank"] >= 1).all()

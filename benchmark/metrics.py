@@ -122,7 +122,7 @@ def evaluate_retrieval(mol_emb: torch.Tensor, text_emb: torch.Tensor, mol_idx: n
     if groups is None:
         return runs
     grouped_runs: list[RetrievalRun] = []
-    valid = np.array([g is not None and g == g and g != "" for g in groups], dtype=bool)
+    valid = np.array([g is not None and g != "" for g in groups], dtype=bool)
     labels = np.asarray(groups, dtype=object)
     for label in sorted(set(labels[valid].tolist())):
         rows = np.flatnonzero(valid & (labels == label))

@@ -27,7 +27,7 @@ def group_codes(groups: np.ndarray | None, n: int) -> np.ndarray:
     if groups is None:
         return np.full(n, -1, dtype=np.int64)
     labels = np.asarray(groups, dtype=object)
-    valid = np.array([g is not None and g == g and g != "" for g in labels])
+    valid = np.array([g is not None and g != "" for g in labels], dtype=bool)
     codes = np.full(n, -1, dtype=np.int64)
     if valid.any():
         _, inverse = np.unique(labels[valid].astype(str), return_inverse=True)

@@ -1,6 +1,5 @@
 """Loading, cleaning and text fields, on the real snapshot and on small hand-made files."""
 
-import json
 
 import pandas as pd
 import pytest
@@ -120,3 +119,20 @@ def test_default_data_comes_from_environment(tmp_path, monkeypatch):
     path = write(tmp_path, [{"smiles": "CCO", "text": "x"}, {"smiles": "CCN", "text": "y"}])
     monkeypatch.setenv("BENCHMARK_DATA", str(path))
     assert load_dataset().source == str(path)
+
+
+def test_pairs_without_a_group_still_train_and_evaluate(tmp_path, tiny_frame):
+    from benchmark import TrialConfig, train_and_evaluate
+
+    frame = tiny_frame.copy()
+    frame.loc[frame.index[:5], "target_chembl_id"] = None  # a few pairs with no known target
+    path = tmp_path / "partial_groups.csv"
+    frame.to_csv(path, index=False)
+    ds = load_dataset(path)
+    assert ds.has_groups and sum(g is None for g in ds.groups) == 5
+    result = train_and_evaluate(TrialConfig(text_encoder={"name": "tfidf"}, optim={"epochs": 2}), data=ds,
+                                side="train", fractions=(0.6, 0.2, 0.2), n_boot=20)
+    queries = result.per_query_frame()
+    grouped = queries[queries["mode"] == "text_to_molecule_grouped"]
+    assert len(grouped) > 0 and grouped["group"].notna().all()  # pairs without a target join no group
+    assert len(queries[queries["mode"] == "text_to_molecule"]) > len(grouped)

@@ -44,6 +44,7 @@ class PairDataset:
     source: str
     has_groups: bool
     text_templates: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    _text_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_pairs(self) -> int:
@@ -68,7 +69,7 @@ class PairDataset:
         return list(self._rendered(text_field))
 
     def _rendered(self, text_field: str) -> tuple[str, ...]:
-        cache = self.__dict__.setdefault("_text_cache", {})
+        cache = self._text_cache
         if text_field not in cache:
             if text_field not in self.text_templates:
                 from benchmark.errors import UnknownNameError
@@ -92,7 +93,10 @@ class PairDataset:
 
     @property
     def groups(self) -> np.ndarray | None:
-        return self.pairs["target_id"].to_numpy(dtype=object) if self.has_groups else None
+        """Target of every pair (None where unknown), or None when the dataset has no groups."""
+        if not self.has_groups:
+            return None
+        return np.array([None if pd.isna(g) else str(g) for g in self.pairs["target_id"]], dtype=object)
 
     def summary(self) -> dict:
         return {
@@ -152,10 +156,11 @@ def clean_pairs(
         frame.loc[_blank(frame["target_id"]), "target_id"] = pd.NA
     sort_cols = ["structure_key", "target_id", "mechanism", "molecule_id"]
     frame = frame.sort_values(sort_cols, kind="mergesort", na_position="last")
-    dedupe_on = ["structure_key", "target_id"] if has_groups else ["structure_key", "mechanism"]
     if has_groups:  # a pair without a target is still a pair; de-duplicate it on its text
         dedupe_on = ["structure_key", "_dedupe_target"]
         frame = frame.assign(_dedupe_target=frame["target_id"].fillna("text:" + frame["mechanism"]))
+    else:
+        dedupe_on = ["structure_key", "mechanism"]
     duplicated = frame.duplicated(dedupe_on, keep="first")
     dropped["duplicate_pair"] = int(duplicated.sum())
     frame = frame[~duplicated]

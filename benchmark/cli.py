@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from benchmark.errors import BenchmarkError, ConfigError
 
-LIST_KINDS = ("encoders", "splits", "text-fields", "heads", "losses")
+LIST_KINDS = ("tasks", "suites", "search-spaces", "encoders", "splits", "text-fields", "heads", "losses")
 
 
 def _parse_params(pairs: list[str] | None, flag: str) -> dict:
@@ -106,6 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", help="write the result JSON here (per-query ranks go beside it as .queries.parquet)")
     g.add_argument("--quiet", action="store_true", help="only warnings and the result table")
 
+    p_run = sub.add_parser("run", help="tune, select on validation, test once: every task of a suite, logged to MLflow")
+    p_run.add_argument("--suite", default="default", help="default | quick | paper (python -m benchmark list suites)")
+    p_run.add_argument("--data", help="pairs file; default: $BENCHMARK_DATA, else a ChEMBL download where reachable, "
+                                      "else the shared snapshot")
+    p_run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory)")
+    p_run.add_argument("--output", default="results", help="folder for results.json, Ray Tune state and the Optuna study")
+    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    p_run.add_argument("--address", help="join an existing Ray cluster (or set RAY_ADDRESS)")
+    p_run.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p_run.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional GPUs, e.g. 0.25 puts four trials on a GPU")
+    p_run.add_argument("--num-samples", type=int, help="trials per split (default: the suite's)")
+    p_run.add_argument("--time-budget", type=float, help="seconds of search per split")
+    p_run.add_argument("--max-concurrent", type=int, help="cap on concurrent trials")
+    p_run.add_argument("--search-space", help="a name in search_spaces/ or a YAML path (default: the suite's)")
+    p_run.add_argument("--asha", action=argparse.BooleanOptionalAction, default=None, help="ASHA early stopping")
+    p_run.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    p_run.add_argument("--cache-dir", help="embedding cache")
+    p_run.add_argument("--offline", action="store_true", help="never try the ChEMBL download")
+
     p_dl = sub.add_parser("download-chembl", help="download approved drugs and mechanisms from the ChEMBL web services")
     p_dl.add_argument("--out", help="folder for the parquet (default: the cache directory)")
     p_dl.add_argument("--force", action="store_true", help="download again even if cached")
@@ -121,6 +140,29 @@ def cmd_list(kind: str) -> int:
     if kind != "all" and kind not in LIST_KINDS:
         raise UnknownNameError("list kind", kind, LIST_KINDS)
     show = LIST_KINDS if kind == "all" else (kind,)
+    if "tasks" in show or "suites" in show:
+        from benchmark.tasks import SUITES, TASKS, load_registry
+
+        load_registry()
+    if "tasks" in show:
+        print("tasks:")
+        for name in TASKS.names():
+            task = TASKS.get(name)
+            leak = "  LEAKY" if task.leaky else ""
+            print(f"  {name:<24}{task.split.name:<10}{task.retrieval:<9}{task.primary_key}{leak}")
+    if "suites" in show:
+        print("suites:")
+        for name in SUITES.names():
+            suite = SUITES.get(name)
+            print(f"  {name:<24}{suite.num_samples} trials/split, space {suite.search_space}: {', '.join(suite.tasks)}")
+    if "search-spaces" in show:
+        from benchmark.search_space import available_search_spaces, load_search_space
+
+        print("search spaces:")
+        for name in available_search_spaces():
+            space = load_search_space(name)
+            names = list(space.parameters) + [f"[{t}]" for t in space.terms]
+            print(f"  {name:<24}{', '.join(names) or '(fixed configuration)'}")
     if "encoders" in show:
         reg = encoder_registry()
         print("encoders:")
@@ -175,6 +217,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from benchmark.runner import RunOptions, format_summary, run_suite
+
+    options = RunOptions(
+        suite=args.suite, data=args.data, tracking_uri=args.tracking_uri, output=args.output, resume=args.resume,
+        address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        num_samples=args.num_samples, time_budget_s=args.time_budget, max_concurrent=args.max_concurrent,
+        search_space=args.search_space, asha=args.asha, seed=args.seed, cache_dir=args.cache_dir,
+        allow_download=not args.offline,
+    )
+    results = run_suite(options)
+    print()
+    print(format_summary(results))
+    print(f"\nresults: {Path(args.output).resolve() / 'results.json'}; MLflow: {results['tracking_uri']} "
+          f"(experiment {results['experiment']}); browse with: mlflow ui --backend-store-uri {results['tracking_uri']}")
+    return 0
+
+
 def cmd_download(args) -> int:
     from benchmark.data.chembl import download_to_cache
 
@@ -197,13 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "filelock"):
+    for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "filelock", "matplotlib", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "list":
             return cmd_list(args.kind)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "run":
+            return cmd_run(args)
         if args.command == "download-chembl":
             return cmd_download(args)
     except (BenchmarkError, ValidationError) as exc:

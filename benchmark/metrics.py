@@ -60,15 +60,8 @@ class RetrievalRun:
         return self.direction + ("_grouped" if self.grouped else "")
 
     def summary(self, *, n_boot: int = 1000, seed: int = 0, ks=RECALL_KS) -> dict[str, dict]:
-        groups = self.query_groups if self.grouped else None
-        ks = (1,) if self.grouped else ks
-        out = {f"recall@{k}": bootstrap_mean(self.ranks <= k, groups=groups, n_boot=n_boot, seed=seed).as_dict()
-               for k in ks}
-        out["mrr"] = bootstrap_mean(1.0 / self.ranks, groups=groups, n_boot=n_boot, seed=seed).as_dict()
-        if not self.grouped:
-            out["mean_rank"] = bootstrap_mean(self.ranks, n_boot=n_boot, seed=seed).as_dict()
-            out["median_rank"] = bootstrap_median(self.ranks, n_boot=n_boot, seed=seed).as_dict()
-        return out
+        return summarize(per_query_values(self.ranks, self.grouped, ks), self.query_groups if self.grouped else None,
+                         n_boot=n_boot, seed=seed)
 
     def recall_curve(self, max_k: int = CURVE_MAX_K) -> list[float]:
         return [float(np.mean(self.ranks <= k)) for k in range(1, max_k + 1)] if len(self.ranks) else []
@@ -78,6 +71,27 @@ class RetrievalRun:
         if self.query_groups is not None:
             out["group"] = self.query_groups
         return out
+
+
+def per_query_values(ranks: np.ndarray, grouped: bool, ks=RECALL_KS) -> dict[str, np.ndarray]:
+    """Each metric as a per-query vector (its mean is the metric); grouped modes keep recall@1 and MRR."""
+    values = {f"recall@{k}": (ranks <= k).astype(np.float64) for k in ((1,) if grouped else ks)}
+    values["mrr"] = 1.0 / ranks
+    if not grouped:
+        values["mean_rank"] = ranks.astype(np.float64)
+        values["median_rank"] = ranks.astype(np.float64)
+    return values
+
+
+def summarize(values: dict[str, np.ndarray], groups: np.ndarray | None, *, n_boot: int, seed: int) -> dict[str, dict]:
+    """Point estimates with 95% bootstrap CIs (whole groups resampled when `groups` is given)."""
+    out = {}
+    for name, vector in values.items():
+        if name == "median_rank":
+            out[name] = bootstrap_median(vector, n_boot=n_boot, seed=seed).as_dict()
+        else:
+            out[name] = bootstrap_mean(vector, groups=groups, n_boot=n_boot, seed=seed).as_dict()
+    return out
 
 
 def _positives(q_local: np.ndarray, g_local: np.ndarray, n_q: int, n_g: int) -> sp.csr_matrix:

@@ -106,6 +106,16 @@ def evaluate(mol_emb: torch.Tensor, text_emb: torch.Tensor, data: TrialData, row
     return Evaluation(runs, metrics)
 
 
+def validation_values(runs: dict[str, RetrievalRun]) -> dict[str, float]:
+    """Point values per mode and metric ('text_to_molecule/recall@1'), no bootstrap: for search."""
+    out = {}
+    for name, run in runs.items():
+        for metric in (("recall@1", "mrr") if run.grouped else ("recall@1", "recall@5", "recall@10", "mrr")):
+            k = int(metric.split("@")[1]) if "@" in metric else None
+            out[f"{name}/{metric}"] = float(np.mean(run.ranks <= k) if k else np.mean(1.0 / run.ranks))
+    return out
+
+
 @dataclass
 class TrialResult:
     config: TrialConfig
@@ -125,7 +135,8 @@ class TrialResult:
 
 def run_trial(config: TrialConfig, data: TrialData, split: Split, *, side: str = "val", n_boot: int = 1000,
               bootstrap_seed: int = 0, min_group_size: int = 3, device: str | None = None,
-              eval_every: int = 0, reporter: Callable[[dict], None] | None = None) -> TrialResult:
+              eval_every: int = 0, reporter: Callable[[dict], None] | None = None,
+              keep_models: bool = False) -> TrialResult:
     """Train on split.train, evaluate on `side` ('val' for selection, 'test' once per final config).
 
     With `eval_every` > 0 and a `reporter`, the validation text->molecule recall@1 and MRR are
@@ -179,4 +190,5 @@ def run_trial(config: TrialConfig, data: TrialData, split: Split, *, side: str =
         cosine_baseline=None if cosine is None else cosine.metrics, comparisons=comparisons,
         runs=trained.runs, baseline_runs=untrained.runs, history=outcome.history,
         train_seconds=outcome.seconds, eval_seconds=eval_seconds, device=str(dev),
+        extras={"bridge": bridge, "untrained_bridge": untrained_bridge} if keep_models else {},
     )

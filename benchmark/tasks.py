@@ -1,0 +1,190 @@
+"""Benchmark tasks and suites: metadata first, validated (pydantic), registered by name.
+
+A task fixes what is measured: the dataset, the split (kind, fractions, seed), the retrieval
+mode (global or grouped within target), the directions, the primary metric used for selection
+and ranking, the bootstrap settings and the seeds of the final runs. Tasks live as YAML files
+in `tasks/` (one per task) and can also be registered from Python. Suites (`tasks/suites.yaml`)
+name groups of tasks with a search space and a budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from benchmark.errors import ConfigError
+from benchmark.registry import Registry
+from benchmark.splits import SPLITS, check_fractions
+
+TASKS_ENV = "BENCHMARK_TASKS_DIR"
+DIRECTIONS = ("text_to_molecule", "molecule_to_text")
+METRICS = ("recall@1", "recall@5", "recall@10", "mrr")
+GROUPED_METRICS = ("recall@1", "mrr")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """`default`: --data / $BENCHMARK_DATA, else a ChEMBL download where reachable, else the snapshot."""
+
+    source: Literal["default", "file"] = "default"
+    path: str | None = None
+    text_field: str = "text_rich"
+
+    @model_validator(mode="after")
+    def _file_needs_path(self):
+        if self.source == "file" and not self.path:
+            raise ValueError("dataset.source 'file' needs dataset.path")
+        return self
+
+
+class SplitSpec(_Strict):
+    name: str = "random"
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _known_split(cls, name: str) -> str:
+        SPLITS.get(name)
+        return name
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, fractions):
+        return check_fractions(fractions)
+
+
+class BootstrapSpec(_Strict):
+    n_boot: int = Field(1000, ge=10)
+    seed: int = 0
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str
+    dataset: DatasetSpec = DatasetSpec()
+    split: SplitSpec = SplitSpec()
+    retrieval: Literal["global", "grouped"] = "global"
+    directions: tuple[Literal["text_to_molecule", "molecule_to_text"], ...] = DIRECTIONS
+    primary_direction: Literal["text_to_molecule", "molecule_to_text"] = "text_to_molecule"
+    primary_metric: str = "recall@1"
+    bootstrap: BootstrapSpec = BootstrapSpec()
+    final_seeds: tuple[int, ...] = (0, 1, 2)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        allowed = GROUPED_METRICS if self.retrieval == "grouped" else METRICS
+        if self.primary_metric not in allowed:
+            raise ValueError(f"primary_metric {self.primary_metric!r} is not one of {allowed} for {self.retrieval} retrieval")
+        if self.primary_direction not in self.directions:
+            raise ValueError(f"primary_direction {self.primary_direction!r} is not among directions {self.directions}")
+        if not self.final_seeds:
+            raise ValueError("final_seeds needs at least one seed")
+        return self
+
+    @property
+    def leaky(self) -> bool:
+        return SPLITS.get(self.split.name).leaky
+
+    def mode(self, direction: str | None = None) -> str:
+        direction = direction or self.primary_direction
+        return direction + ("_grouped" if self.retrieval == "grouped" else "")
+
+    @property
+    def primary_key(self) -> str:
+        """e.g. 'text_to_molecule_grouped/recall@1'."""
+        return f"{self.mode()}/{self.primary_metric}"
+
+    def split_key(self) -> str:
+        """Tasks with equal split keys share trials (train once, evaluate every mode)."""
+        payload = {"dataset": self.dataset.model_dump(), "split": self.split.model_dump()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class SuiteSpec(_Strict):
+    name: str
+    description: str
+    tasks: tuple[str, ...]
+    search_space: str = "default"
+    num_samples: int = Field(8, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    max_concurrent: int | None = Field(None, ge=1)
+    asha: bool = False
+    eval_every: int = Field(10, ge=1)
+
+
+TASKS: Registry[TaskSpec] = Registry("task")
+SUITES: Registry[SuiteSpec] = Registry("suite")
+_loaded_from: list[Path] = []
+
+
+def tasks_dir() -> Path:
+    env = os.environ.get(TASKS_ENV)
+    folder = Path(env) if env else Path(__file__).resolve().parents[1] / "tasks"
+    if not folder.is_dir():
+        raise ConfigError(f"task folder {str(folder)!r} not found; set {TASKS_ENV} or install the repository editable")
+    return folder
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: broken YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _validate(model, data: dict, where: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{where}: invalid {model.__name__}: {details}") from exc
+
+
+def register_task(task: TaskSpec | dict, *, origin: str = "python") -> TaskSpec:
+    task = task if isinstance(task, TaskSpec) else _validate(TaskSpec, task, origin)
+    return TASKS.register(task.name, task, origin=origin)
+
+
+def load_registry(folder: str | os.PathLike | None = None) -> None:
+    """Read every task YAML and suites.yaml once (idempotent for the same folder)."""
+    folder = Path(folder) if folder is not None else tasks_dir()
+    if folder.resolve() in _loaded_from:
+        return
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name == "suites.yaml":
+            continue
+        data = _read_yaml(path)
+        register_task(data, origin=str(path))
+    suites_file = folder / "suites.yaml"
+    if suites_file.exists():
+        for name, body in _read_yaml(suites_file).items():
+            if not isinstance(body, dict):
+                raise ConfigError(f"{suites_file}: suite {name!r} must be a mapping")
+            suite = _validate(SuiteSpec, {"name": name, **body}, f"{suites_file} (suite {name!r})")
+            for task in suite.tasks:
+                TASKS.get(task)  # unknown task names fail with suggestions
+            SUITES.register(name, suite, origin=str(suites_file))
+    _loaded_from.append(folder.resolve())
+
+
+def get_task(name: str) -> TaskSpec:
+    load_registry()
+    return TASKS.get(name)
+
+
+def get_suite(name: str) -> SuiteSpec:
+    load_registry()
+    return SUITES.get(name)

@@ -1,0 +1,163 @@
+"""MLflow tracking: one experiment per suite, a parent run per task, child runs per trial and seed.
+
+Only the driver writes to MLflow, in batches (one `log_batch` per chunk of up to 1000 metrics),
+so concurrent trials never contend for the store and nothing is serialised one metric at a
+time. Child runs carry the Tune trial id as a tag and are never logged twice (resume-safe).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from benchmark.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+MAX_METRICS, MAX_PARAMS = 1000, 100
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def metric_key(*parts: str) -> str:
+    """MLflow keys allow letters, digits, '_', '-', '.', ' ', '/': recall@1 -> recall_at_1."""
+    return ".".join(parts).replace("@", "_at_")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any training, when an http(s) tracking server does not answer."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise BenchmarkError(
+            f"MLflow tracking server {uri} is unreachable ({exc}); start it (mlflow server --host 127.0.0.1 "
+            "--port 5000) or pass another --tracking-uri"
+        ) from None
+
+
+def flatten_metrics(metrics: dict[str, dict], prefix: str) -> dict[str, float]:
+    """{'text_to_molecule': {'recall@1': {value, ci_low, ci_high, n}}} -> flat MLflow metrics."""
+    out: dict[str, float] = {}
+    for mode, by_metric in metrics.items():
+        for name, entry in by_metric.items():
+            key = metric_key(prefix, mode, name) if prefix else metric_key(mode, name)
+            if isinstance(entry, dict):
+                out[key] = entry["value"]
+                for extra in ("ci_low", "ci_high", "n", "n_groups"):
+                    if entry.get(extra) is not None:
+                        out[f"{key}_{extra}"] = entry[extra]
+            else:
+                out[key] = entry
+    return {k: float(v) for k, v in out.items() if v is not None and v == v}
+
+
+class Tracker:
+    """A thin, picklable wrapper around MlflowClient (the client is created lazily)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | os.PathLike | None = None):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_root = str(Path(artifact_root).resolve()) if artifact_root else None
+        self._client = None
+        self._experiment_id: str | None = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_client"] = None
+        return state
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is not None:
+                self._experiment_id = found.experiment_id
+            else:
+                location = Path(self.artifact_root).as_uri() if self.artifact_root and urlparse(self.tracking_uri).scheme in ("sqlite", "file", "") else None
+                try:
+                    self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+                except Exception:  # created concurrently by another process
+                    self._experiment_id = self.client.get_experiment_by_name(self.experiment).experiment_id
+        return self._experiment_id
+
+    def find_run(self, **tags: str) -> str | None:
+        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def start_run(self, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
+        tags = {k: str(v) for k, v in tags.items() if v is not None}
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        return run.info.run_id
+
+    def log(self, run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+            steps: dict[str, list[tuple[int, float]]] | None = None, tags: dict[str, Any] | None = None) -> None:
+        """Everything in as few `log_batch` calls as MLflow allows."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+        for key, series in (steps or {}).items():
+            entries += [Metric(key, float(v), now, int(s)) for s, v in series]
+        param_list = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        while param_list or tag_list:
+            self.client.log_batch(run_id, params=param_list[:MAX_PARAMS], tags=tag_list[:MAX_PARAMS])
+            param_list, tag_list = param_list[MAX_PARAMS:], tag_list[MAX_PARAMS:]
+        for start in range(0, len(entries), MAX_METRICS):
+            self.client.log_batch(run_id, metrics=entries[start:start + MAX_METRICS])
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_file(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_bytes(self, run_id: str, data: bytes, name: str, artifact_path: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.log_file(run_id, path, artifact_path)
+
+
+def parquet_bytes(frame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()

@@ -1,0 +1,260 @@
+"""Ray Tune trials with Optuna search, on one machine or a Ray cluster.
+
+Embeddings are computed once on the driver and shipped to trials through the object store
+(`tune.with_parameters`). A trial trains one bridge and reports validation metrics every
+`eval_every` epochs (never test metrics); its objective is the mean of the primary metrics of
+the tasks that share its split. Only the driver writes to MLflow, from a Tune callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from ray.tune import Callback
+
+from benchmark.config import TrialConfig
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import evaluate_retrieval
+from benchmark.search_space import SearchSpace
+from benchmark.splits import Split
+from benchmark.tracking import Tracker, metric_key
+from benchmark.training import train_bridge
+from benchmark.trial import TrialData, validation_values
+
+log = logging.getLogger(__name__)
+OBJECTIVE = "objective"
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None) -> None:
+    """Local Ray sized to the machine (quiet), or join a cluster with `address` / RAY_ADDRESS."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                                  configure_logging=True)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
+    except Exception as exc:
+        raise BenchmarkError(f"cannot start or join Ray ({'address ' + address if address else 'local'}): {exc}") from exc
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Refuse, before anything launches, a trial size that no node of the cluster can hold."""
+    import ray
+
+    total = ray.cluster_resources()
+    for name, wanted in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
+        if wanted and total.get(name, 0) < wanted:
+            raise BenchmarkError(
+                f"each trial asks for {wanted} {name} but the Ray cluster has {total.get(name, 0):g}; "
+                f"lower --{name.lower()}s-per-trial or add nodes with {name}s"
+            )
+
+
+def trial_device() -> str:
+    """The GPU Ray assigned to this trial (CUDA_VISIBLE_DEVICES is set by Ray), else the CPU."""
+    import ray
+
+    try:
+        gpu_ids = ray.get_gpu_ids()
+    except Exception:
+        gpu_ids = []
+    return "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class TrialPayload:
+    """What every trial of one split needs; shipped once through the object store."""
+
+    space: SearchSpace
+    data: dict[str, TrialData]  # keyed by "mol_encoder|text_encoder"
+    split: Split
+    objective_keys: list[str]
+    eval_every: int
+    threads: int = 1
+
+    @staticmethod
+    def key(cfg: TrialConfig) -> str:
+        return f"{cfg.mol_encoder.name}|{cfg.text_encoder.name}"
+
+
+def objective_of(values: dict[str, float], keys: list[str]) -> float:
+    present = [values[k] for k in keys if k in values]
+    return float(np.mean(present)) if present else values.get("text_to_molecule/mrr", 0.0)
+
+
+def bridge_trainable(config: dict, payload: TrialPayload) -> None:
+    """One Tune trial: train, validate every `eval_every` epochs, report (validation only)."""
+    from ray import tune
+
+    torch.set_num_threads(max(1, payload.threads))
+    cfg = payload.space.trial_config(config)
+    data = payload.data[payload.key(cfg)]
+    device = torch.device(trial_device())
+    mol_x = torch.as_tensor(data.mol_features, device=device)
+    text_x = torch.as_tensor(data.text_features, device=device)
+    train, val = payload.split.train, payload.split.val
+    groups = None if data.groups is None else data.groups[train]
+    val_groups = None if data.groups is None else data.groups[val]
+    pending: list[float] = []
+
+    def validate_and_report(epoch: int, bridge, loss: float | None) -> None:
+        runs = evaluate_retrieval(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"),
+                                  data.mol_idx[val], data.text_idx[val], val_groups)
+        values = validation_values(runs)
+        tune.report({"epoch": epoch, "loss": loss, "loss_history": list(pending), "device": str(device),
+                     **{f"val/{k}": v for k, v in values.items()}, OBJECTIVE: objective_of(values, payload.objective_keys)})
+        pending.clear()
+
+    def on_epoch(epoch: int, bridge, record: dict) -> None:
+        pending.append(record.get("loss", float("nan")))
+        if epoch % payload.eval_every == 0 or epoch == cfg.optim.epochs:
+            validate_and_report(epoch, bridge, record.get("loss"))
+
+    outcome = train_bridge(cfg, mol_x, text_x, data.mol_idx[train], data.text_idx[train], groups, on_epoch=on_epoch)
+    if cfg.optim.epochs == 0:
+        validate_and_report(0, outcome.bridge, None)
+
+
+class TrialCallback(Callback):
+    """Driver-side: logs each finished or failed trial to MLflow (once per task) and prints progress."""
+
+    def __init__(self, tracker: Tracker | None, parents: dict[str, str], task_keys: dict[str, str], run_uid: str,
+                 space: SearchSpace, progress: Callable[[str], None] | None = print):
+        self.tracker, self.parents, self.task_keys, self.run_uid = tracker, parents, task_keys, run_uid
+        self.space, self.progress = space, progress
+        self.results: dict[str, list[dict]] = {}
+        self.best: dict[str, float] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        keep = {k: v for k, v in result.items() if k in ("epoch", "loss", "loss_history", OBJECTIVE) or k.startswith("val/")}
+        self.results.setdefault(trial.trial_id, []).append(keep)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trials, trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trials, trial, failed=True)
+
+    def _finish(self, trials, trial, failed: bool) -> None:
+        history = self.results.get(trial.trial_id, [])
+        last = history[-1] if history else {}
+        if not failed:
+            for task, key in self.task_keys.items():
+                value = last.get(f"val/{key}")
+                if value is not None and value > self.best.get(task, -math.inf):
+                    self.best[task] = value
+        if self.tracker is not None:
+            self._log(trial, history, failed)
+        if self.progress:
+            counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+            for t in trials:
+                if t is trial:  # the callback runs before this trial's status flips
+                    status = "failed" if failed else "done"
+                else:
+                    status = {"TERMINATED": "done", "RUNNING": "running", "ERROR": "failed"}.get(t.status, "pending")
+                counts[status] += 1
+            best = ", ".join(f"{task} {self.task_keys[task]} {v:.3f}" for task, v in self.best.items())
+            self.progress(f"  trials: {counts['done']} done, {counts['running']} running, {counts['failed']} failed"
+                          f"{', ' + str(counts['pending']) + ' pending' if counts['pending'] else ''}; best val: {best or '-'}")
+
+    def _log(self, trial, history: list[dict], failed: bool) -> None:
+        try:
+            cfg = self.space.trial_config(trial.config)
+            params = cfg.flat()
+        except Exception:
+            params = {k: v for k, v in _flatten(trial.config).items()}
+        terms = {k: v for k, v in _flatten(trial.config).items() if k.startswith("terms")}
+        steps: dict[str, list[tuple[int, float]]] = {}
+        for record in history:
+            for key, value in record.items():
+                if key.startswith("val/") or key == OBJECTIVE:
+                    steps.setdefault(metric_key(key.replace("/", ".")), []).append((record["epoch"], value))
+            start = record["epoch"] - len(record.get("loss_history", [])) + 1
+            for offset, loss in enumerate(record.get("loss_history", [])):
+                steps.setdefault("train.loss", []).append((start + offset, loss))
+        final = {metric_key(k.replace("/", ".")): v for k, v in (history[-1] if history else {}).items()
+                 if k.startswith("val/") or k == OBJECTIVE}
+        for task, parent in self.parents.items():
+            if self.tracker.find_run(run_uid=self.run_uid, task=task, trial_id=trial.trial_id):
+                continue  # logged before an interruption: never twice
+            run_id = self.tracker.start_run(f"trial-{trial.trial_id}", {
+                "run_uid": self.run_uid, "task": task, "trial_id": trial.trial_id, "stage": "trial",
+                "status": "failed" if failed else "finished", "primary_metric": self.task_keys[task],
+                **({"error": str(getattr(trial, "error_file", "") or "trial raised")} if failed else {}),
+            }, parent_id=parent)
+            self.tracker.log(run_id, params={**params, **terms}, metrics=final, steps=steps)
+            self.tracker.end(run_id, "FAILED" if failed else "FINISHED")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}/{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(_flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+@dataclass
+class StudySettings:
+    name: str
+    storage_path: Path
+    num_samples: int
+    time_budget_s: float | None = None
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    asha: bool = False
+    max_reports: int = 10
+    seed: int = 0
+    optuna_storage: str | None = None
+
+
+def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace, *, callbacks: list,
+               resume: bool = False):
+    """A Tuner (or a restored one) with seeded TPE through OptunaSearch and optional ASHA."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    wrapped = tune.with_resources(trainable, resources)
+    path = settings.storage_path / settings.name
+    if resume and tune.Tuner.can_restore(str(path)):
+        log.info("resuming %s", path)
+        return tune.Tuner.restore(str(path), trainable=wrapped, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=False)
+    storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
+    searcher = OptunaSearch(space=space.define_by_run, metric=OBJECTIVE, mode="max",
+                            sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                            storage=storage, study_name=settings.name if storage else None)
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max(settings.max_reports, 1), grace_period=1,
+                               reduction_factor=2) if settings.asha else None)
+    return tune.Tuner(
+        wrapped,
+        tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
+                                    num_samples=settings.num_samples, time_budget_s=settings.time_budget_s,
+                                    max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=settings.name, storage_path=str(settings.storage_path), verbose=0,
+                                  callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=0),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )

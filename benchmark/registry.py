@@ -31,7 +31,7 @@ class Registry(Generic[T]):
         if name in self._entries:
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is registered twice: by {self._origins[name]} and by {origin}. "
-                f"Rename one of them (or uninstall the duplicate plugin)."
+                "Rename one of them (a plugin's name: uninstall or rename the plugin)."
             )
         self._entries[name] = entry
         self._origins[name] = origin

@@ -228,7 +228,7 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] = print) -> d
     output = Path(options.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     state = _load_state(output, options)
-    tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", artifact_root=Path.cwd() / "mlartifacts")
+    tracker = Tracker(tracking_uri, f"benchmark-{suite.name}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     cache = EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()
 

@@ -81,6 +81,9 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | os.PathLike | None = None):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
+        if artifact_root is None and urlparse(tracking_uri).scheme == "sqlite":
+            # beside the database, as an absolute path: Tune changes trials' working directories
+            artifact_root = Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts"
         self.artifact_root = str(Path(artifact_root).resolve()) if artifact_root else None
         self._client = None
         self._experiment_id: str | None = None

@@ -41,6 +41,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # save experiment state often, so that a killed run repeats as little as possible on --resume
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                                   configure_logging=True)
@@ -64,6 +66,17 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
                 f"each trial asks for {wanted} {name} but the Ray cluster has {total.get(name, 0):g}; "
                 f"lower --{name.lower()}s-per-trial or add nodes with {name}s"
             )
+
+
+def fitting_trials(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials of this size the cluster holds at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    fits = [int(total.get("CPU", 1) // cpus_per_trial)] if cpus_per_trial else []
+    if gpus_per_trial:
+        fits.append(int(round(total.get("GPU", 0) / gpus_per_trial, 6)))
+    return max(1, min(fits) if fits else 1)
 
 
 def trial_device() -> str:
@@ -188,8 +201,6 @@ class TrialCallback(Callback):
             start = record["epoch"] - len(record.get("loss_history", [])) + 1
             for offset, loss in enumerate(record.get("loss_history", [])):
                 steps.setdefault("train.loss", []).append((start + offset, loss))
-        final = {metric_key(k.replace("/", ".")): v for k, v in (history[-1] if history else {}).items()
-                 if k.startswith("val/") or k == OBJECTIVE}
         for task, parent in self.parents.items():
             if self.tracker.find_run(run_uid=self.run_uid, task=task, trial_id=trial.trial_id):
                 continue  # logged before an interruption: never twice
@@ -198,7 +209,7 @@ class TrialCallback(Callback):
                 "status": "failed" if failed else "finished", "primary_metric": self.task_keys[task],
                 **({"error": str(getattr(trial, "error_file", "") or "trial raised")} if failed else {}),
             }, parent_id=parent)
-            self.tracker.log(run_id, params={**params, **terms}, metrics=final, steps=steps)
+            self.tracker.log(run_id, params={**params, **terms}, steps=steps)
             self.tracker.end(run_id, "FAILED" if failed else "FINISHED")
 
 
@@ -228,15 +239,41 @@ class StudySettings:
     optuna_storage: str | None = None
 
 
+def _resumable_optuna_search(**kwargs):
+    """OptunaSearch whose persistent study tolerates trials Tune re-runs after a restore.
+
+    A trial that finished just before an interruption may already be closed in the Optuna
+    study while Tune's last checkpoint still lists it as running; Tune then runs it again and
+    its reports must not crash the study.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from ray.tune.search.optuna import OptunaSearch
+
+    class ResumableOptunaSearch(OptunaSearch):
+        def on_trial_result(self, trial_id, result):
+            try:
+                super().on_trial_result(trial_id, result)
+            except UpdateFinishedTrialError:
+                log.debug("trial %s already closed in the Optuna study", trial_id)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            try:
+                super().on_trial_complete(trial_id, result, error)
+            except UpdateFinishedTrialError:
+                self._completed_trials.add(trial_id)
+
+    return ResumableOptunaSearch(**kwargs)
+
+
 def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace, *, callbacks: list,
                resume: bool = False):
     """A Tuner (or a restored one) with seeded TPE through OptunaSearch and optional ASHA."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    # With a searcher, Tune keeps one trial pending unless a cap is given: default to what fits
+    max_concurrent = settings.max_concurrent or fitting_trials(settings.cpus_per_trial, settings.gpus_per_trial)
     wrapped = tune.with_resources(trainable, resources)
     path = settings.storage_path / settings.name
     if resume and tune.Tuner.can_restore(str(path)):
@@ -244,7 +281,7 @@ def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace,
         return tune.Tuner.restore(str(path), trainable=wrapped, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
     storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
-    searcher = OptunaSearch(space=space.define_by_run, metric=OBJECTIVE, mode="max",
+    searcher = _resumable_optuna_search(space=space.define_by_run, metric=OBJECTIVE, mode="max",
                             sampler=optuna.samplers.TPESampler(seed=settings.seed),
                             storage=storage, study_name=settings.name if storage else None)
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max(settings.max_reports, 1), grace_period=1,
@@ -253,7 +290,7 @@ def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace,
         wrapped,
         tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
                                     num_samples=settings.num_samples, time_budget_s=settings.time_budget_s,
-                                    max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=settings.name, storage_path=str(settings.storage_path), verbose=0,
                                   callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=0),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),

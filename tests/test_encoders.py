@@ -112,7 +112,10 @@ def test_chemberta_path_takes_a_local_smiles_model(tiny_bert):
 
 
 def test_unreachable_hub_model_is_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
     with pytest.raises(EncoderError, match="cannot load hub model .*local folder"):
         build_encoder("pubmedbert").encode(["x"])
 

@@ -1,0 +1,218 @@
+"""`python -m benchmark run` on a tiny suite: Ray Tune + Optuna + MLflow, end to end.
+
+The suite's tasks read a ~100-pair slice of the real snapshot and use TF-IDF text, so that each
+trial takes a fraction of a second.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from benchmark.runner import RunOptions, run_suite
+
+
+def write_suite(folder: Path, data: Path, *, space: dict, samples: int = 4, name: str = "tiny", prefix: str = "tiny") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    common = {"dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
+              "split": {"name": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0},
+              "bootstrap": {"n_boot": 200, "seed": 0}, "final_seeds": [0, 1]}
+    for mode in ("global", "grouped"):
+        (folder / f"{prefix}-{mode}.yaml").write_text(yaml.safe_dump(
+            {"name": f"{prefix}-{mode}", "description": f"tiny {mode} task", "retrieval": mode, **common}))
+    space_path = folder.parent / f"{name}-space.yaml"
+    space_path.write_text(yaml.safe_dump({"name": f"{name}-space", **space}))
+    (folder / "suites.yaml").write_text(yaml.safe_dump({name: {
+        "description": "tiny test suite", "tasks": [f"{prefix}-global", f"{prefix}-grouped"],
+        "search_space": str(space_path), "num_samples": samples, "eval_every": 5}}))
+    return folder
+
+
+TINY_SPACE = {
+    "base": {"text_encoder": {"name": "tfidf"}, "bridge": {"dim": 32}, "optim": {"epochs": 10, "batch_size": 64}},
+    "parameters": {"loss/temperature": {"type": "float", "low": 0.03, "high": 0.2, "log": True}},
+    "terms": {"margin": {"loss/margin": {"type": "float", "low": 0.05, "high": 0.3}}},
+}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory, tiny_frame):
+    """Registered once per module: task names are global, like any registry's."""
+    root = tmp_path_factory.mktemp("tiny-suite")
+    tiny_frame.to_csv(root / "tiny.csv", index=False)
+    folder = write_suite(root / "tasks", root / "tiny.csv", space=TINY_SPACE)
+    old = os.environ.get("BENCHMARK_TASKS_DIR")
+    os.environ["BENCHMARK_TASKS_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("BENCHMARK_TASKS_DIR", None)
+    else:
+        os.environ["BENCHMARK_TASKS_DIR"] = old
+
+
+def runs_of(uri: str, experiment: str):
+    client = MlflowClient(uri)
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
+
+
+def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    options = RunOptions(suite="tiny", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False)
+    results = run_suite(options)
+    runs = runs_of(uri, "benchmark-tiny")
+    by_stage = {}
+    for run in runs:
+        by_stage.setdefault(run.data.tags["stage"], []).append(run)
+    parents = {r.data.tags["task"]: r for r in by_stage["task"]}
+    assert set(parents) == {"tiny-global", "tiny-grouped"}
+    # every trial trained once, logged under each task of its split
+    trial_ids = {r.data.tags["trial_id"] for r in by_stage["trial"]}
+    assert len(trial_ids) == 4 and len(by_stage["trial"]) == 8
+    assert all(r.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents.values()} for r in by_stage["trial"])
+    assert len(by_stage["final"]) == 4  # 2 tasks x 2 seeds
+    glob = parents["tiny-global"]
+    metrics = glob.data.metrics
+    value = metrics["test.text_to_molecule.recall_at_1"]
+    assert metrics["test.text_to_molecule.recall_at_1_ci_low"] <= value <= metrics["test.text_to_molecule.recall_at_1_ci_high"]
+    assert metrics["test.text_to_molecule.recall_at_1_n"] > 5
+    assert glob.data.params["chosen.loss.temperature"]
+    assert glob.data.tags["dataset_fingerprint"] and glob.data.tags["package_version"] and glob.data.tags["split_checksum"]
+    client = MlflowClient(uri)
+    artifacts = {a.path for a in client.list_artifacts(glob.info.run_id)}
+    assert {"config.yaml", "final.json", "per_query_ranks.parquet", "cosine_heatmap.png", "recall_at_k.png"} <= artifacts
+    trial_run = by_stage["trial"][0]
+    assert len(client.get_metric_history(trial_run.info.run_id, "train.loss")) == 10  # per-epoch curve
+    assert len(client.get_metric_history(trial_run.info.run_id, "val.text_to_molecule.recall_at_1")) == 2
+    # results.json: per task the chosen configuration and final metrics in the single-configuration shape
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    final = saved["tasks"]["tiny-grouped"]["final"]
+    assert set(final["metrics"]) == {"text_to_molecule_grouped", "molecule_to_text_grouped"}
+    assert set(final["metrics"]["text_to_molecule_grouped"]["recall@1"]) >= {"value", "ci_low", "ci_high", "n", "n_groups"}
+    assert final["split"]["evaluated"] == "test" and final["seeds"] == [0, 1]
+    assert "tiny-global" in capsys.readouterr().out
+
+    # a second run of the same suite encodes nothing
+    again = run_suite(RunOptions(suite="tiny", tracking_uri=uri, output=str(tmp_path / "out2"), allow_download=False))
+    assert all(t["final"]["timing"]["encoded_items"] == 0 for t in again["tasks"].values())
+
+
+def test_a_crashing_trial_is_recorded_and_the_study_goes_on(ray_local, tmp_path, tiny_csv, monkeypatch):
+    # memory_bank with 3 heads cannot split d = 32: such trials raise inside the worker
+    space = {**TINY_SPACE, "terms": {}, "parameters": {
+        "bridge/head": {"type": "categorical", "choices": ["linear", "memory_bank"]},
+        "bridge/memory_heads": {"type": "categorical", "choices": [3, 4]}}}
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=8, name="crashy", prefix="crashy")
+    monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(folder))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = run_suite(RunOptions(suite="crashy", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False))
+    trials = results["tasks"]["crashy-global"]["trials"]
+    assert trials["failed"] >= 1 and trials["finished"] >= 1 and trials["failed"] + trials["finished"] == 8
+    runs = runs_of(uri, "benchmark-crashy")
+    failed = [r for r in runs if r.data.tags.get("status") == "failed"]
+    assert len(failed) == 2 * trials["failed"] and all(r.info.status == "FAILED" for r in failed)
+    assert "final" in results["tasks"]["crashy-global"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start within 90 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_run_against_a_real_mlflow_server(ray_local, tiny_suite, tmp_path, mlflow_server):
+    run_suite(RunOptions(suite="tiny", tracking_uri=mlflow_server, output=str(tmp_path / "out"), allow_download=False))
+    request = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=benchmark-tiny")
+    experiment_id = json.load(urllib.request.urlopen(request))["experiment"]["experiment_id"]
+    body = json.dumps({"experiment_ids": [experiment_id], "max_results": 1000}).encode()
+    search = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/runs/search", data=body,
+                                    headers={"Content-Type": "application/json"})
+    runs = json.load(urllib.request.urlopen(search))["runs"]
+    stages = sorted(t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "stage")
+    assert stages.count("task") == 2 and stages.count("trial") == 8 and stages.count("final") == 4
+
+
+def test_unreachable_tracking_server_fails_before_training(tiny_suite, tmp_path):
+    from benchmark.errors import BenchmarkError
+
+    with pytest.raises(BenchmarkError, match="unreachable"):
+        run_suite(RunOptions(suite="tiny", tracking_uri=f"http://127.0.0.1:{free_port()}", output=str(tmp_path / "o")))
+    assert not (tmp_path / "o" / "ray").exists()
+
+
+def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
+    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 400, "batch_size": 16}}}
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=6, name="slow", prefix="slow")
+    env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [sys.executable, "-m", "benchmark", "run", "--suite", "slow", "--tracking-uri", uri, "--output",
+            str(tmp_path / "out"), "--max-concurrent", "1", "--offline"]
+    log_file = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 240
+    logged = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:
+            logged = len([r for r in runs_of(uri, "benchmark-slow") if r.data.tags.get("stage") == "trial"])
+        except Exception:
+            continue
+        if logged >= 4:  # two trials x two tasks
+            break
+    assert proc.poll() is None, "the run ended before it could be interrupted:\n" + (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = runs_of(uri, "benchmark-slow")
+    trials = [r for r in runs if r.data.tags.get("stage") == "trial"]
+    per_task = {}
+    for run in trials:
+        per_task.setdefault(run.data.tags["task"], []).append(run.data.tags["trial_id"])
+    for task, ids in per_task.items():
+        assert len(ids) == len(set(ids)) == 6, (task, ids)  # each finished trial once, none lost
+    assert len([r for r in runs if r.data.tags.get("stage") == "task"]) == 2  # parents reused
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["tasks"]) == {"slow-global", "slow-grouped"}

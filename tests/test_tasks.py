@@ -1,0 +1,105 @@
+"""Task registry, suites and search spaces: validation, names, compilation to Optuna."""
+
+import optuna
+import pytest
+
+from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.registry import DuplicateNameError
+from benchmark.search_space import SearchSpace, load_search_space
+from benchmark.tasks import TASKS, get_suite, get_task, load_registry, register_task
+
+
+def test_default_registry_has_the_documented_tasks_and_suites():
+    default = get_suite("default")
+    assert set(default.tasks) == {"random-global", "random-grouped", "scaffold-global", "scaffold-grouped"}
+    assert {"quick", "paper"} <= set(get_suite("quick").tasks) | {"quick", "paper"}
+    assert get_task("paper-pair-global").leaky and not get_task("scaffold-grouped").leaky
+    assert get_task("scaffold-grouped").primary_key == "text_to_molecule_grouped/recall@1"
+    # tasks on one split share trials; different splits do not
+    assert get_task("scaffold-global").split_key() == get_task("scaffold-grouped").split_key()
+    assert get_task("scaffold-global").split_key() != get_task("random-global").split_key()
+
+
+def test_unknown_names_suggest():
+    with pytest.raises(UnknownNameError, match="Did you mean 'scaffold-grouped'"):
+        get_task("scaffold-groupd")
+    with pytest.raises(UnknownNameError, match="Did you mean 'quick'"):
+        get_suite("quik")
+    with pytest.raises(UnknownNameError, match="Did you mean 'default'"):
+        load_search_space("defualt")
+
+
+def test_register_from_python_and_refuse_duplicates():
+    task = register_task({"name": "py-task", "description": "registered from Python", "split": {"name": "scaffold"}})
+    assert TASKS.get("py-task") is task
+    with pytest.raises(DuplicateNameError, match="registered twice"):
+        register_task({"name": "py-task", "description": "again"})
+
+
+@pytest.mark.parametrize("body,message", [
+    ("name: t1\ndescription: x\nsplit: {name: scafold}\n", "Did you mean 'scaffold'"),
+    ("name: t2\ndescription: x\nsplit: {fractions: [0.8, 0.1, 0.2]}\n", "summing to 1"),
+    ("name: t3\ndescription: x\nretrieval: grouped\nprimary_metric: recall@5\n", "not one of"),
+    ("name: t4\ndescription: x\ncolour: blue\n", "colour"),
+    ("name: t5\ndescription: [unclosed\n", "broken YAML"),
+    ("- just\n- a list\n", "mapping"),
+])
+def test_bad_task_files_are_explained(tmp_path, body, message):
+    (tmp_path / "bad.yaml").write_text(body)
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
+        load_registry(tmp_path)
+
+
+def test_suite_naming_an_unknown_task_is_refused(tmp_path):
+    (tmp_path / "suites.yaml").write_text("s:\n  description: x\n  tasks: [scaffold-globl]\n")
+    get_task("scaffold-global")  # default tasks loaded
+    with pytest.raises(UnknownNameError, match="Did you mean 'scaffold-global'"):
+        load_registry(tmp_path)
+
+
+def test_search_space_samples_term_parameters_only_when_on():
+    space = load_search_space("default")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_on = seen_off = False
+    for _ in range(30):
+        trial = study.ask()
+        space.define_by_run(trial)
+        params = trial.params
+        cfg = space.trial_config(params)
+        assert 0.02 <= cfg.loss.temperature <= 0.2 and cfg.optim.epochs == 100
+        if params["terms/margin"]:
+            seen_on = True
+            assert "loss/margin" in params and cfg.loss.margin == params["loss/margin"]
+        else:
+            seen_off = True
+            assert "loss/margin" not in params and cfg.loss.margin == 0.0
+        study.tell(trial, 0.0)
+    assert seen_on and seen_off
+
+
+def test_nested_tune_config_and_overrides():
+    space = load_search_space("quick")
+    cfg = space.trial_config({"loss": {"temperature": 0.05}, "terms": {"margin": False}}, seed=7)
+    assert cfg.loss.temperature == 0.05 and cfg.seed == 7 and cfg.optim.epochs == 30
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"parameters": {"loss/temperature": {"type": "float", "low": -1, "high": 0.1}}}, "temperature"),
+    ({"parameters": {"loss/temprature": {"type": "float", "low": 0.01, "high": 0.1}}}, "temprature"),
+    ({"parameters": {"loss/temperature": {"type": "float", "low": 0.2, "high": 0.1}}}, "low <= high"),
+    ({"parameters": {"bridge/head": {"type": "categorical", "choices": []}}}, "choices"),
+    ({"parameters": {"terms/x": {"type": "categorical", "choices": [1]}}}, "reserved"),
+])
+def test_invalid_search_spaces(tmp_path, spec, message):
+    import yaml
+
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", **spec}))
+    with pytest.raises(ConfigError, match=message):
+        load_search_space(path)
+
+
+def test_encoder_choices_are_known_up_front():
+    space = SearchSpace(name="e", parameters={"mol_encoder/name": {"type": "categorical", "choices": ["ecfp4", "maccs"]}})
+    mols, texts = space.encoder_choices()
+    assert [m["name"] for m in mols] == ["ecfp4", "maccs"] and [t["name"] for t in texts] == ["minilm"]

@@ -9,7 +9,7 @@ setup:
 	$(PYTHON) -m pip install -q ./tests/plugin_example
 
 run: setup
-	$(PYTHON) -m benchmark train --split scaffold --mol-encoder ecfp4 --text-encoder minilm --output results/train_scaffold.json
+	$(PYTHON) -m benchmark run
 
 test: setup
 	$(PYTHON) -m pytest -q

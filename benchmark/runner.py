@@ -100,7 +100,7 @@ def _load_state(output: Path, options: RunOptions) -> dict:
     return state
 
 
-def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec, dataset, split, space_name: str) -> str:
+def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec, dataset, split, space, encoders: str) -> str:
     existing = tracker.find_run(run_uid=state["run_uid"], task=task.name, stage="task")
     if existing:
         return existing
@@ -109,7 +109,8 @@ def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec,
     run_id = tracker.start_run(task.name, {
         "run_uid": state["run_uid"], "stage": "task", "task": task.name, "suite": suite.name,
         "split": task.split.name, "split_checksum": split.checksum, "leaky": task.leaky, "retrieval": task.retrieval,
-        "primary_metric": task.primary_key, "dataset_fingerprint": dataset.fingerprint, "search_space": space_name,
+        "primary_metric": task.primary_key, "dataset_fingerprint": dataset.fingerprint, "search_space": space.name,
+        "encoders": encoders,
         "package_version": __version__, "git_commit": git_commit(), "mlflow.note.content": task.description,
     })
     params = {f"task.{k}": v for k, v in _flat(task.model_dump()).items()}
@@ -170,8 +171,9 @@ def _log_finals(tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOut
     for seed, result in zip(outcome.seeds, outcome.per_seed, strict=True):
         if tracker.find_run(run_uid=state["run_uid"], task=task.name, stage="final", seed=str(seed)):
             continue
-        child = tracker.start_run(f"final-seed-{seed}", {"run_uid": state["run_uid"], "task": task.name,
-                                                           "stage": "final", "seed": seed}, parent_id=parent)
+        child = tracker.start_run(f"final-seed-{seed}", {
+            "run_uid": state["run_uid"], "task": task.name, "stage": "final", "seed": seed,
+            "encoders": f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}"}, parent_id=parent)
         tracker.log(child, params=outcome.config.model_copy(update={"seed": seed}).flat(),
                     metrics={**flatten_metrics(result.metrics, "test"), **flatten_metrics(result.baseline, "baseline.test")},
                     steps={"train.loss": [(h["epoch"], h["loss"]) for h in result.history]})
@@ -183,6 +185,7 @@ def _log_finals(tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOut
                         f"{base}.ci_high": diff["ci_high"], f"{base}.p_value": diff["p_value"]})
     tracker.log(parent, params={f"chosen.{k}": v for k, v in outcome.config.flat().items() if k != "seed"},
                 metrics=metrics, tags={"final_seeds": ",".join(map(str, outcome.seeds)),
+                                       "chosen_encoders": f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}",
                                        "chosen_config": short_config(outcome.config)})
     tracker.log_text(parent, yaml.safe_dump(outcome.config.model_dump(), sort_keys=True), "config.yaml")
     tracker.log_text(parent, json.dumps(final, indent=2), "final.json")
@@ -200,7 +203,7 @@ def _log_finals(tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOut
 
 
 def format_summary(results: dict) -> str:
-    lines = [f"{'task':<26}{'primary metric':<34}{'mean':>7}  {'95% CI':<17}{'n':>6}  chosen configuration", "-" * 120]
+    lines = [f"{'task':<26}{'primary metric':<34}{'mean':>7}  {'95% CI':<17}{'n':>8}  chosen configuration", "-" * 120]
     for name, entry in results["tasks"].items():
         if "final" not in entry:
             lines.append(f"{name:<26}{'(no successful trial: ' + entry.get('error', '?') + ')'}")
@@ -211,7 +214,7 @@ def format_summary(results: dict) -> str:
         n = f"{value['n']}" + (f"/{value['n_groups']}g" if "n_groups" in value else "")
         leak = " LEAKY" if entry["leaky"] else ""
         lines.append(f"{name + leak:<26}{key:<34}{value['value']:>7.3f}  [{value['ci_low']:.3f}, {value['ci_high']:.3f}]"
-                     f"{n:>7}  {entry['chosen']['short']}")
+                     f"{n:>9}  {entry['chosen']['short']}")
     return "\n".join(lines)
 
 
@@ -262,7 +265,8 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] = print) -> d
         encoded = sum(d.encoded_items for d in datas.values())
         progress(f"  embeddings: {len(datas)} encoder pair(s), {encoded} items encoded "
                  f"({sum(d.encode_seconds for d in datas.values()):.1f}s; the rest from the cache)")
-        parents = {t.name: _parent_run(tracker, t, state, suite, dataset, split, space.name) for t in group}
+        encoders = ", ".join(f"{m['name']}+{t['name']}" for m in mol_choices for t in text_choices)
+        parents = {t.name: _parent_run(tracker, t, state, suite, dataset, split, space, encoders) for t in group}
         payload = TrialPayload(space, datas, split, [t.primary_key for t in group], suite.eval_every,
                                threads=int(max(1, options.cpus_per_trial)))
         max_epochs = max(space.trial_config({}).optim.epochs, 1)
@@ -298,6 +302,9 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] = print) -> d
                          f"seeds {list(task.final_seeds)} on the test side")
                 finals[digest] = run_finals(cfg, data, split, list(task.final_seeds), n_boot=task.bootstrap.n_boot,
                                             bootstrap_seed=task.bootstrap.seed)
+            else:
+                progress(f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
+                         "same configuration and seeds as above: trained once, evaluated in this task's mode")
             outcome = finals[digest]
             data = datas[TrialPayload.key(cfg)]
             final = _final_json(task, outcome, data, split, dataset)

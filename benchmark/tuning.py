@@ -189,9 +189,9 @@ class TrialCallback(Callback):
     def _log(self, trial, history: list[dict], failed: bool) -> None:
         try:
             cfg = self.space.trial_config(trial.config)
-            params = cfg.flat()
-        except Exception:
-            params = {k: v for k, v in _flatten(trial.config).items()}
+            params, encoders = cfg.flat(), f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}"
+        except Exception:  # the configuration itself may be why the trial failed
+            params, encoders = dict(_flatten(trial.config)), None
         terms = {k: v for k, v in _flatten(trial.config).items() if k.startswith("terms")}
         steps: dict[str, list[tuple[int, float]]] = {}
         for record in history:
@@ -206,7 +206,7 @@ class TrialCallback(Callback):
                 continue  # logged before an interruption: never twice
             run_id = self.tracker.start_run(f"trial-{trial.trial_id}", {
                 "run_uid": self.run_uid, "task": task, "trial_id": trial.trial_id, "stage": "trial",
-                "status": "failed" if failed else "finished", "primary_metric": self.task_keys[task],
+                "status": "failed" if failed else "finished", "primary_metric": self.task_keys[task], "encoders": encoders,
                 **({"error": str(getattr(trial, "error_file", "") or "trial raised")} if failed else {}),
             }, parent_id=parent)
             self.tracker.log(run_id, params={**params, **terms}, steps=steps)

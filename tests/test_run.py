@@ -96,6 +96,7 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
     assert metrics["test.text_to_molecule.recall_at_1_n"] > 5
     assert glob.data.params["chosen.loss.temperature"]
     assert glob.data.tags["dataset_fingerprint"] and glob.data.tags["package_version"] and glob.data.tags["split_checksum"]
+    assert glob.data.tags["encoders"] == "ecfp4+tfidf" and by_stage["trial"][0].data.tags["encoders"] == "ecfp4+tfidf"
     client = MlflowClient(uri)
     artifacts = {a.path for a in client.list_artifacts(glob.info.run_id)}
     assert {"config.yaml", "final.json", "per_query_ranks.parquet", "cosine_heatmap.png", "recall_at_k.png"} <= artifacts
@@ -124,7 +125,8 @@ def test_a_crashing_trial_is_recorded_and_the_study_goes_on(ray_local, tmp_path,
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=8, name="crashy", prefix="crashy")
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(folder))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    results = run_suite(RunOptions(suite="crashy", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False))
+    results = run_suite(RunOptions(suite="crashy", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False,
+                                   asha=True))  # early stopping on the validation objective, with failures
     trials = results["tasks"]["crashy-global"]["trials"]
     assert trials["failed"] >= 1 and trials["finished"] >= 1 and trials["failed"] + trials["finished"] == 8
     runs = runs_of(uri, "benchmark-crashy")

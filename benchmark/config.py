@@ -13,6 +13,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """{'loss': {'margin': 0.1}} -> {'loss.margin': 0.1} (for logging and search-space names)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, sep, path))
+        else:
+            out[path] = value
+    return out
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,14 +94,4 @@ class TrialConfig(_Strict):
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys, for logging as parameters."""
-        out: dict[str, Any] = {}
-
-        def walk(prefix: str, value: Any):
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    walk(f"{prefix}.{k}" if prefix else k, v)
-            else:
-                out[prefix] = value
-
-        walk("", self.model_dump())
-        return out
+        return flatten(self.model_dump())

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from benchmark.cache import EmbeddingCache, atomic_write_bytes
-from benchmark.config import TrialConfig
+from benchmark.config import TrialConfig, flatten
 from benchmark.data.chembl import download_to_cache
 from benchmark.data.loaders import DATA_ENV, find_default_data, load_dataset
 from benchmark.errors import BenchmarkError, ConfigError, DownloadError
@@ -113,20 +113,9 @@ def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec,
         "encoders": encoders,
         "package_version": __version__, "git_commit": git_commit(), "mlflow.note.content": task.description,
     })
-    params = {f"task.{k}": v for k, v in _flat(task.model_dump()).items()}
+    params = {f"task.{k}": v for k, v in flatten(task.model_dump()).items()}
     tracker.log(run_id, params=params)
     return run_id
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
-            out.update(_flat(value, path))
-        else:
-            out[path] = value
-    return out
 
 
 def _select(grid, task: TaskSpec) -> tuple[dict, str, float] | None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from ray.tune import Callback
 
-from benchmark.config import TrialConfig
+from benchmark.config import TrialConfig, flatten
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import evaluate_retrieval
 from benchmark.search_space import SearchSpace
@@ -191,8 +191,8 @@ class TrialCallback(Callback):
             cfg = self.space.trial_config(trial.config)
             params, encoders = cfg.flat(), f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}"
         except Exception:  # the configuration itself may be why the trial failed
-            params, encoders = dict(_flatten(trial.config)), None
-        terms = {k: v for k, v in _flatten(trial.config).items() if k.startswith("terms")}
+            params, encoders = dict(flatten(trial.config, sep="/")), None
+        terms = {k: v for k, v in flatten(trial.config, sep="/").items() if k.startswith("terms")}
         steps: dict[str, list[tuple[int, float]]] = {}
         for record in history:
             for key, value in record.items():
@@ -211,17 +211,6 @@ class TrialCallback(Callback):
             }, parent_id=parent)
             self.tracker.log(run_id, params={**params, **terms}, steps=steps)
             self.tracker.end(run_id, "FAILED" if failed else "FINISHED")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        path = f"{prefix}/{key}" if prefix else key
-        if isinstance(value, dict):
-            out.update(_flatten(value, path))
-        else:
-            out[path] = value
-    return out
 
 
 @dataclass

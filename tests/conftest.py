@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,13 +16,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def isolated_cache(tmp_path_factory):
     """Every test writes embeddings to a session-private cache, never the user's."""
     root = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("BENCHMARK_CACHE")
-    os.environ["BENCHMARK_CACHE"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("BENCHMARK_CACHE", None)
-    else:
-        os.environ["BENCHMARK_CACHE"] = old
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCHMARK_CACHE", str(root))
+        yield root
 
 
 @pytest.fixture(scope="session")

@@ -60,13 +60,9 @@ def tiny_suite(tmp_path_factory, tiny_frame):
     root = tmp_path_factory.mktemp("tiny-suite")
     tiny_frame.to_csv(root / "tiny.csv", index=False)
     folder = write_suite(root / "tasks", root / "tiny.csv", space=TINY_SPACE)
-    old = os.environ.get("BENCHMARK_TASKS_DIR")
-    os.environ["BENCHMARK_TASKS_DIR"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("BENCHMARK_TASKS_DIR", None)
-    else:
-        os.environ["BENCHMARK_TASKS_DIR"] = old
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCHMARK_TASKS_DIR", str(folder))
+        yield folder
 
 
 def runs_of(uri: str, experiment: str):

@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--cache-dir", help="embedding cache")
     p_run.add_argument("--offline", action="store_true", help="never try the ChEMBL download")
 
+    p_rep = sub.add_parser("report", help="leaderboards and plots from the MLflow runs of `run`")
+    p_rep.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory)")
+    p_rep.add_argument("--experiment", action="append", help="experiment name (repeatable; default: every benchmark-* experiment)")
+    p_rep.add_argument("--out", default="reports", help="output folder (default: reports/)")
+
     p_dl = sub.add_parser("download-chembl", help="download approved drugs and mechanisms from the ChEMBL web services")
     p_dl.add_argument("--out", help="folder for the parquet (default: the cache directory)")
     p_dl.add_argument("--force", action="store_true", help="download again even if cached")
@@ -235,6 +240,15 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from benchmark.report import generate_report
+    from benchmark.tracking import default_tracking_uri
+
+    written = generate_report(args.tracking_uri or default_tracking_uri(), experiments=args.experiment, out=args.out)
+    print(f"wrote {written['markdown']} and {written['html']} with {len(written) - 2} figure(s)")
+    return 0
+
+
 def cmd_download(args) -> int:
     from benchmark.data.chembl import download_to_cache
 
@@ -266,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "download-chembl":
             return cmd_download(args)
     except (BenchmarkError, ValidationError) as exc:

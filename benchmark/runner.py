@@ -110,7 +110,7 @@ def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec,
         "run_uid": state["run_uid"], "stage": "task", "task": task.name, "suite": suite.name,
         "split": task.split.name, "split_checksum": split.checksum, "leaky": task.leaky, "retrieval": task.retrieval,
         "primary_metric": task.primary_key, "dataset_fingerprint": dataset.fingerprint, "search_space": space.name,
-        "encoders": encoders,
+        "encoders": encoders, "text_field": task.dataset.text_field,
         "package_version": __version__, "git_commit": git_commit(), "mlflow.note.content": task.description,
     })
     params = {f"task.{k}": v for k, v in flatten(task.model_dump()).items()}

@@ -61,3 +61,33 @@ def tiny_dataset(tiny_frame, tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.csv"
     tiny_frame.to_csv(path, index=False)
     return load_dataset(path)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local 2-CPU Ray for one test module."""
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_suite_folder(tmp_path_factory, tiny_frame):
+    """One folder for the session: task names are global, like any registry's."""
+    from suite_helpers import TINY_SPACE, write_suite
+
+    root = tmp_path_factory.mktemp("tiny-suite")
+    tiny_frame.to_csv(root / "tiny.csv", index=False)
+    return write_suite(root / "tasks", root / "tiny.csv", space=TINY_SPACE)
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tiny_suite_folder):
+    """The tiny suite 'tiny' (tasks tiny-global, tiny-grouped) as the task folder of one module."""
+    folder = tiny_suite_folder
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCHMARK_TASKS_DIR", str(folder))
+        yield folder

@@ -14,7 +14,7 @@ def probe(config):
     from ray import tune
 
     started = time.time()
-    time.sleep(3)
+    time.sleep(6)  # long enough for four workers to start side by side on a loaded 2-core machine
     tune.report({"objective": 0.0, "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "device": trial_device(),
                  "start": started, "end": time.time()})
 

@@ -15,54 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from benchmark.runner import RunOptions, run_suite
-
-
-def write_suite(folder: Path, data: Path, *, space: dict, samples: int = 4, name: str = "tiny", prefix: str = "tiny") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    common = {"dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
-              "split": {"name": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0},
-              "bootstrap": {"n_boot": 200, "seed": 0}, "final_seeds": [0, 1]}
-    for mode in ("global", "grouped"):
-        (folder / f"{prefix}-{mode}.yaml").write_text(yaml.safe_dump(
-            {"name": f"{prefix}-{mode}", "description": f"tiny {mode} task", "retrieval": mode, **common}))
-    space_path = folder.parent / f"{name}-space.yaml"
-    space_path.write_text(yaml.safe_dump({"name": f"{name}-space", **space}))
-    (folder / "suites.yaml").write_text(yaml.safe_dump({name: {
-        "description": "tiny test suite", "tasks": [f"{prefix}-global", f"{prefix}-grouped"],
-        "search_space": str(space_path), "num_samples": samples, "eval_every": 5}}))
-    return folder
-
-
-TINY_SPACE = {
-    "base": {"text_encoder": {"name": "tfidf"}, "bridge": {"dim": 32}, "optim": {"epochs": 10, "batch_size": 64}},
-    "parameters": {"loss/temperature": {"type": "float", "low": 0.03, "high": 0.2, "log": True}},
-    "terms": {"margin": {"loss/margin": {"type": "float", "low": 0.05, "high": 0.3}}},
-}
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_suite(tmp_path_factory, tiny_frame):
-    """Registered once per module: task names are global, like any registry's."""
-    root = tmp_path_factory.mktemp("tiny-suite")
-    tiny_frame.to_csv(root / "tiny.csv", index=False)
-    folder = write_suite(root / "tasks", root / "tiny.csv", space=TINY_SPACE)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BENCHMARK_TASKS_DIR", str(folder))
-        yield folder
+from suite_helpers import TINY_SPACE, write_suite
 
 
 def runs_of(uri: str, experiment: str):

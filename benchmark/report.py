@@ -1,0 +1,487 @@
+"""Leaderboards from MLflow: markdown, self-contained HTML, plots, and a side-by-side with the paper.
+
+Everything is read from MLflow (runs, their metrics, tags and artifacts); nothing is retrained.
+The same runs give byte-identical markdown: rows are sorted deterministically and the text holds
+no timestamps or temporary paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.bootstrap import paired_bootstrap
+from benchmark.errors import BenchmarkError
+
+PAPER_TABLE1 = [
+    # setting, recall@1, mrr, grouped recall@1, our task (and what of it) that corresponds
+    ("Frozen encoders (ChemBERTa + PubMedBERT)", 0.001, 0.003, None, ("paper-pair-global", "baseline")),
+    ("Frozen encoders (ChemBERTa + S-Biomed)", 0.000, 0.003, None, None),
+    ("Contrastive bridge (ChemBERTa + PubMedBERT)", 0.188, 0.338, 0.098, None),
+    ("ECFP4 + text_rich bridge", 0.762, 0.863, None, ("paper-pair-global", "bridge")),
+    ("Scaffold split (ECFP4 + text_rich)", 0.150, 0.228, 0.317, ("paper-scaffold-global", "bridge")),
+]
+DIFFERENCES = [
+    "Data: an offline ChEMBL snapshot mixing releases (2,464 cleaned pairs, salt forms collapsed onto one "
+    "structure) instead of ChEMBL 28 (3,030 pairs).",
+    "Text encoder: all-MiniLM-L6-v2 (offline); PubMedBERT, S-Biomed-RoBERTa and ChemBERTa need the model hub, "
+    "unreachable where these numbers were made.",
+    "Frozen baseline: the paper's frozen encoders have no shared space; here the frozen baseline is the same "
+    "bridge with untrained heads (same encoders, same seeds).",
+    "Split: the paper's non-scaffold setting is matched by the pair-level split, which is LEAKY (a molecule can "
+    "sit in train and test); galleries hold the unique items of the test side only.",
+    "Numbers here are means over 3 seeds with 95% bootstrap CIs over test queries; the paper gives point values.",
+]
+
+
+def _metric_key(mode: str, metric: str) -> str:
+    return f"{mode}.{metric}".replace("@", "_at_")
+
+
+@dataclass
+class Row:
+    task: str
+    system: str
+    kind: str  # bridge | untrained heads
+    run_id: str
+    leaky: bool
+    primary: str  # e.g. text_to_molecule_grouped/recall@1
+    text_field: str
+    seeds: str
+    metrics: dict[str, dict] = field(default_factory=dict)  # "mode/metric" -> {value, ci_low, ci_high, n, n_groups}
+    per_query: pd.Series | None = None
+    versus_next: str = ""
+
+    def value(self, key: str | None = None) -> float:
+        return self.metrics.get(key or self.primary, {}).get("value", float("nan"))
+
+
+def _all_runs(client, experiment_ids: list[str], stage: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=f"tags.stage = '{stage}'", max_results=1000,
+                                  page_token=token, order_by=["attributes.start_time ASC"])
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _metrics_of(run, prefix: str, modes: Iterable[str]) -> dict[str, dict]:
+    data = run.data.metrics
+    out = {}
+    for mode in modes:
+        for metric in ("recall@1", "recall@5", "recall@10", "mrr"):
+            key = f"{prefix}.{_metric_key(mode, metric)}"
+            if key in data:
+                out[f"{mode}/{metric}"] = {"value": data[key], "ci_low": data.get(f"{key}_ci_low"),
+                                           "ci_high": data.get(f"{key}_ci_high"), "n": data.get(f"{key}_n"),
+                                           "n_groups": data.get(f"{key}_n_groups")}
+    return out
+
+
+def _primary_values(frame: pd.DataFrame, system: str, primary: str) -> pd.Series:
+    mode, metric = primary.split("/")
+    part = frame[(frame["system"] == system) & (frame["mode"] == mode)].copy()
+    if metric == "mrr":
+        part["v"] = 1.0 / part["rank"]
+    else:
+        part["v"] = (part["rank"] <= int(metric.split("@")[1])).astype(float)
+    keys = ["group", "query"] if "group" in part and part["group"].notna().any() else ["query"]
+    return part.groupby(keys, dropna=False)["v"].mean().sort_index()
+
+
+@dataclass
+class ReportData:
+    rows: dict[str, list[Row]]
+    trials: pd.DataFrame
+    artifacts: dict[str, Path]
+    experiments: list[str]
+
+
+def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Path | None = None) -> ReportData:
+    """Finished task runs (bridge and untrained-heads rows), trial runs, and the artifacts the report needs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.search_experiments()
+    if experiments:
+        missing = sorted(set(experiments) - {e.name for e in found})
+        if missing:
+            from benchmark.errors import UnknownNameError
+
+            raise UnknownNameError("experiment", missing[0], [e.name for e in found])
+        chosen = [e for e in found if e.name in experiments]
+    else:
+        chosen = [e for e in found if e.name.startswith("benchmark-")]
+    if not chosen:
+        raise BenchmarkError(f"no benchmark experiments in {tracking_uri}; run `python -m benchmark run` first")
+    ids = [e.experiment_id for e in sorted(chosen, key=lambda e: e.name)]
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="benchmark-report-"))
+    parents = [r for r in _all_runs(client, ids, "task") if r.info.status == "FINISHED"
+               and any(k.startswith("test.") for k in r.data.metrics)]
+    rows: dict[str, list[Row]] = {}
+    artifacts: dict[str, Path] = {}
+    seen: dict[tuple, Row] = {}
+    for run in parents:  # oldest first: a later run of the same system replaces the earlier one
+        tags = run.data.tags
+        task, primary = tags["task"], tags["primary_metric"]
+        modes = {primary.split("/")[0]} | {m for m in ("text_to_molecule", "molecule_to_text",
+                                                        "text_to_molecule_grouped", "molecule_to_text_grouped")}
+        local = Path(client.download_artifacts(run.info.run_id, "per_query_ranks.parquet", str(workdir)))
+        frame = pd.read_parquet(local)
+        local.rename(workdir / f"{run.info.run_id}.parquet")
+        frame_path = workdir / f"{run.info.run_id}.parquet"
+        for kind, prefix, system in (("bridge", "test", "bridge"), ("untrained heads", "baseline.test", "untrained")):
+            params = run.data.params
+            encoders = f"{params.get('chosen.mol_encoder.name', '?')}+{params.get('chosen.text_encoder.name', '?')}"
+            label = tags.get("chosen_config", "?") if kind == "bridge" else \
+                f"{encoders}, {params.get('chosen.bridge.head', '?')} heads"
+            if tags.get("text_field", "text_rich") != "text_rich":
+                label += f" [{tags['text_field']}]"
+            row = Row(task, label, kind, run.info.run_id, tags.get("leaky") == "True", primary,
+                      tags.get("text_field", "text_rich"), tags.get("final_seeds", ""),
+                      _metrics_of(run, prefix, modes), _primary_values(pd.read_parquet(frame_path), system, primary))
+            seen[(task, kind, label)] = row
+        try:
+            artifacts[f"heatmap:{run.info.run_id}"] = Path(client.download_artifacts(run.info.run_id, "cosine_heatmap.png", str(workdir / run.info.run_id)))
+        except Exception:
+            pass
+        artifacts[f"queries:{run.info.run_id}"] = frame_path
+    for (task, _, _), row in sorted(seen.items()):
+        rows.setdefault(task, []).append(row)
+    for task, task_rows in rows.items():
+        task_rows.sort(key=lambda r: (-_nan_low(r.value()), r.kind != "bridge", r.system))
+        for upper, lower in zip(task_rows, task_rows[1:]):
+            upper.versus_next = _versus(upper, lower)
+    trials = _trial_frame(_all_runs(client, ids, "trial"))
+    return ReportData(rows, trials, artifacts, [e.name for e in chosen])
+
+
+def _nan_low(value: float) -> float:
+    return -math.inf if value != value else value
+
+
+def _versus(upper: Row, lower: Row) -> str:
+    a, b = upper.per_query, lower.per_query
+    if a is None or b is None or len(a) == 0 or not a.index.equals(b.index):
+        return "n/a"
+    groups = a.index.get_level_values("group").to_numpy() if "group" in (a.index.names or []) else None
+    diff = paired_bootstrap(a.to_numpy(), b.to_numpy(), groups=groups, seed=0)
+    return f"{'yes' if diff.ci_low > 0 else 'no'} (p={diff.p_value:.3f})"
+
+
+def _trial_frame(runs: list) -> pd.DataFrame:
+    records = []
+    for run in runs:
+        record = {"task": run.data.tags.get("task"), "trial_id": run.data.tags.get("trial_id"),
+                  "run_uid": run.data.tags.get("run_uid", ""),
+                  "status": run.data.tags.get("status"), "start": run.info.start_time,
+                  "objective": run.data.metrics.get("objective")}
+        for key, value in run.data.params.items():
+            record[f"param.{key}"] = value
+        for key, value in run.data.metrics.items():
+            if key.startswith("val."):
+                record[key] = value
+        records.append(record)
+    frame = pd.DataFrame(records)
+    return frame.sort_values(["task", "start", "trial_id"]).reset_index(drop=True) if len(frame) else frame
+
+
+# ---------------------------------------------------------------- rendering
+
+def _fmt(entry: dict | None) -> str:
+    if not entry or entry.get("value") is None or entry["value"] != entry["value"]:
+        return "-"
+    if entry.get("ci_low") is None:
+        return f"{entry['value']:.3f}"
+    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def _n(entry: dict | None) -> str:
+    if not entry or entry.get("n") is None:
+        return "-"
+    groups = entry.get("n_groups")
+    return f"{int(entry['n'])}" + (f" / {int(groups)}" if groups is not None and groups == groups else "")
+
+
+def _columns(primary: str) -> list[str]:
+    mode = primary.split("/")[0]
+    others = ["recall@1", "mrr"] if mode.endswith("_grouped") else ["recall@1", "recall@5", "recall@10", "mrr"]
+    return [primary] + [f"{mode}/{m}" for m in others if f"{mode}/{m}" != primary]
+
+
+def task_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    primary = rows[0].primary
+    cols = _columns(primary)
+    header = ["#", "system", f"{primary} (95% CI)"] + [c.split("/")[1] for c in cols[1:]] + \
+        ["n queries / groups", "seeds", "better than next"]
+    body = []
+    for i, row in enumerate(rows, 1):
+        leak = " (LEAKY split)" if row.leaky else ""
+        body.append([str(i), f"{row.kind}: {row.system}{leak}"]
+                    + [_fmt(row.metrics.get(c)) for c in cols] + [_n(row.metrics.get(primary)), row.seeds or "-",
+                                                                   row.versus_next or "-"])
+    return header, body
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def paper_comparison(data: ReportData) -> tuple[list[str], list[list[str]], bool]:
+    header = ["setting (paper)", "paper R@1", "paper MRR", "paper grouped R@1", "this suite R@1", "this suite MRR",
+              "this suite grouped R@1", "task"]
+    body, any_found = [], False
+
+    def best(task: str, kind: str) -> Row | None:
+        candidates = [r for r in data.rows.get(task, []) if r.kind == kind]
+        return candidates[0] if candidates else None
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    for setting, r1, mrr, grouped, ours in PAPER_TABLE1:
+        cells = [setting, f(r1), f(mrr), f(grouped)]
+        if ours is None:
+            body.append(cells + ["not measured (needs the model hub)", "-", "-", "-"])
+            continue
+        task, what = ours
+        row = best(task, "bridge" if what == "bridge" else "untrained heads")
+        if row is None:
+            body.append(cells + ["not run: `python -m benchmark run --suite paper`", "-", "-", task])
+            continue
+        any_found = True
+        g_row = best(task.replace("-global", "-grouped"), row.kind) if grouped is not None else None
+        g = _fmt(g_row.metrics.get("text_to_molecule_grouped/recall@1")) if g_row else "-"
+        leak = " (LEAKY pair split)" if row.leaky else ""
+        body.append(cells + [_fmt(row.metrics.get("text_to_molecule/recall@1")),
+                             _fmt(row.metrics.get("text_to_molecule/mrr")), g, f"{task}{leak}, {row.kind}"])
+    return header, body, any_found
+
+
+def render_markdown(data: ReportData, images: dict[str, str]) -> str:
+    out = ["# Leaderboard: drug-text alignment", "",
+           f"Generated by `python -m benchmark report` from MLflow experiments: {', '.join(sorted(data.experiments))}. "
+           "Test metrics are means over the final seeds with 95% bootstrap CIs; every configuration was chosen on "
+           "validation data. 'better than next': a paired bootstrap of this row against the row below on the same "
+           "test queries (yes when the 95% CI of the difference excludes 0).", ""]
+    for task in sorted(data.rows):
+        rows = data.rows[task]
+        leak = " ⚠ LEAKY split (molecules shared between train and test)" if rows[0].leaky else ""
+        out += [f"## {task}{leak}", "", _md_table(*task_table(rows)), ""]
+    header, body, _ = paper_comparison(data)
+    out += ["## Side by side with the paper (Tupakula 2025, Table 1)", "", _md_table(header, body), "",
+            "What differs:", ""] + [f"- {d}" for d in DIFFERENCES] + [""]
+    if images:
+        out += ["## Figures", ""]
+        for name, caption in images.items():
+            out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem}table{border-collapse:collapse;width:100%;font-size:.85rem}
+th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}th{background:#f3f3f3}
+tr:nth-child(even) td{background:#fafafa}.leaky{color:#b00020;font-weight:600}figure{margin:1.5rem 0}
+img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;font-size:.85rem}"""
+
+
+def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
+    def table(header, body):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Leaderboard: drug-text alignment</title>",
+             f"<style>{CSS}</style></head><body><h1>Leaderboard: drug-text alignment</h1>",
+             f"<p>From MLflow experiments {html.escape(', '.join(sorted(data.experiments)))}. Test metrics: seed means "
+             "with 95% bootstrap CIs; configurations chosen on validation data.</p>"]
+    for task in sorted(data.rows):
+        rows = data.rows[task]
+        leak = " <span class='leaky'>⚠ LEAKY split</span>" if rows[0].leaky else ""
+        parts.append(f"<h2>{html.escape(task)}{leak}</h2>" + table(*task_table(rows)))
+    header, body, _ = paper_comparison(data)
+    parts.append("<h2>Side by side with the paper (Table 1)</h2>" + table(header, body))
+    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in DIFFERENCES) + "</ul>")
+    for name, caption in images.items():
+        encoded = base64.b64encode((folder / name).read_bytes()).decode()
+        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------- figures
+
+def _save(fig, folder: Path, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(folder / name, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return name
+
+
+def _as_float(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce")
+
+
+def _studies(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One study per (benchmark run, task group): its trials appear under every task of the split, kept once."""
+    out, seen = {}, set()
+    if trials.empty:
+        return out
+    for (run_uid, task), part in sorted(trials.groupby(["run_uid", "task"], dropna=False), key=lambda kv: kv[0]):
+        ids = frozenset(part["trial_id"])
+        if ids in seen:
+            continue
+        seen.add(ids)
+        name = task if (trials["task"] == task).sum() == len(part) else f"{task} {run_uid}"
+        out[name] = part.sort_values(["start", "trial_id"]).reset_index(drop=True)
+    return out
+
+
+def figures(data: ReportData, folder: Path) -> dict[str, str]:
+    import shutil
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images: dict[str, str] = {}
+    best_bridges = {t: next((r for r in rows if r.kind == "bridge"), None) for t, rows in data.rows.items()}
+    for task, row in sorted(best_bridges.items()):
+        source = data.artifacts.get(f"heatmap:{row.run_id}") if row else None
+        if source and source.exists() and not task.endswith("-grouped"):
+            name = f"heatmap_{task}.png"
+            shutil.copyfile(source, folder / name)
+            images[name] = f"{task}: cosine similarity of the first 40 test pairs, untrained heads (left) and trained bridge (right)"
+    for task, row in sorted(best_bridges.items()):
+        if row is None or task.endswith("-grouped"):
+            continue
+        frame = pd.read_parquet(data.artifacts[f"queries:{row.run_id}"])
+        first_seed = sorted(frame["seed"].unique())[0]
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for mode, label in (("text_to_molecule", "global"), ("text_to_molecule_grouped", "within target")):
+            ranks = frame[(frame["system"] == "bridge") & (frame["mode"] == mode) & (frame["seed"] == first_seed)]["rank"]
+            if len(ranks):
+                ks = np.arange(1, 51)
+                ax.plot(ks, [(ranks <= k).mean() for k in ks], marker=".", label=f"{label} (n={len(ranks)})")
+        ax.set(xlabel="k", ylabel="Recall@k", ylim=(0, 1.02), title=f"{task}: cumulative match, text to molecule")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        images[_save(fig, folder, f"recall_at_k_{task}.png")] = f"{task}: Recall@k, global vs within-target (seed {first_seed})"
+    grouped_metric = "val.text_to_molecule_grouped.recall_at_1"
+    if not data.trials.empty and grouped_metric in data.trials:
+        unique = data.trials.drop_duplicates("trial_id")
+        unique = unique[unique["status"] == "finished"]
+        for param, label in (("param.loss.temperature", "temperature T"), ("param.loss.margin", "margin m")):
+            if param not in unique:
+                continue
+            values = pd.DataFrame({"x": _as_float(unique[param]), "y": unique[grouped_metric]}).dropna()
+            if values["x"].nunique() < 2:
+                continue
+            if values["x"].nunique() > 6:  # sampled on a continuous range: quartile bins
+                bins = pd.qcut(values["x"], 4, duplicates="drop")
+                values["x"] = bins.map(lambda b: f"{b.left:.3g}-{b.right:.3g}").astype(str)
+                order = [f"{b.left:.3g}-{b.right:.3g}" for b in bins.cat.categories]
+            else:
+                order = sorted(values["x"].unique())
+                values["x"] = values["x"].map(lambda x: f"{x:g}")
+                order = [f"{x:g}" for x in order]
+            stats = values.groupby("x")["y"].agg(["mean", "std", "count"]).reindex(order)
+            fig, ax = plt.subplots(figsize=(5.5, 3.6))
+            ax.bar(list(stats.index), stats["mean"], yerr=stats["std"].fillna(0), capsize=3, color="#4c72b0")
+            ax.set(xlabel=label, ylabel="grouped Recall@1 (validation)", title=f"Ablation over {label} (trials per bar: "
+                   f"{'/'.join(str(int(c)) for c in stats['count'])})")
+            images[_save(fig, folder, f"ablation_{param.split('.')[-1]}.png")] = f"Grouped Recall@1 on validation across {label}"
+    drug = [(r.text_field, r) for rows in data.rows.values() for r in rows[:1]
+            if r.kind == "bridge" and r.primary.startswith("text_to_molecule_grouped")]
+    fields = {}
+    for text_field, row in drug:
+        fields.setdefault(text_field, row)
+    if len(fields) >= 2:
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        labels = sorted(fields)
+        means = [fields[f].value() for f in labels]
+        entries = [fields[f].metrics[fields[f].primary] for f in labels]
+        err = [[m - e["ci_low"] for m, e in zip(means, entries)], [e["ci_high"] - m for m, e in zip(means, entries)]]
+        ax.bar(labels, means, yerr=err, capsize=4, color=["#4c72b0", "#dd8452"][: len(labels)])
+        ax.set(ylabel="grouped Recall@1 (test, 95% CI)", title="With and without the drug name in the text")
+        images[_save(fig, folder, "ablation_drug_name.png")] = "Grouped Recall@1 with text_rich vs text_rich_no_drug (test)"
+    for task, study in _studies(data.trials).items():
+        done = study[study["status"] == "finished"].dropna(subset=["objective"])
+        if len(done) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ax.plot(range(1, len(done) + 1), done["objective"], "o", label="trial")
+        ax.plot(range(1, len(done) + 1), done["objective"].cummax(), "-", label="best so far")
+        ax.set(xlabel="trial", ylabel="validation objective", title=f"Optimisation history ({task} study)")
+        ax.legend()
+        images[_save(fig, folder, f"optuna_history_{task.replace(' ', '_')}.png")] = f"Optuna optimisation history of the {task} study"
+        importances = param_importances(done)
+        if importances:
+            fig, ax = plt.subplots(figsize=(5.5, 0.4 * len(importances) + 1.2))
+            names = list(importances)[::-1]
+            ax.barh(names, [importances[n] for n in names], color="#55a868")
+            ax.set(xlabel="importance (fANOVA)", title=f"Parameter importances ({task} study)")
+            images[_save(fig, folder, f"optuna_importance_{task.replace(' ', '_')}.png")] = f"Optuna parameter importances of the {task} study"
+    return images
+
+
+def param_importances(trials: pd.DataFrame) -> dict[str, float]:
+    """fANOVA importances of the sampled parameters, from an Optuna study rebuilt from MLflow trial runs."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    params = [c for c in trials if c.startswith("param.") and trials[c].nunique(dropna=True) > 1]
+    if not params or len(trials) < 3:
+        return {}
+    distributions = {}
+    for column in params:
+        numeric = _as_float(trials[column])
+        if numeric.notna().all():
+            distributions[column[6:]] = FloatDistribution(float(numeric.min()), float(numeric.max()))
+        else:
+            distributions[column[6:]] = CategoricalDistribution(sorted(trials[column].fillna("none").astype(str).unique()))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for _, trial in trials.iterrows():
+        values = {}
+        for name, dist in distributions.items():
+            raw = trial[f"param.{name}"]
+            values[name] = float(raw) if isinstance(dist, FloatDistribution) else ("none" if pd.isna(raw) else str(raw))
+        study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=float(trial["objective"])))
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    result = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    return {k: float(v) for k, v in sorted(result.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def generate_report(tracking_uri: str, *, experiments: list[str] | None = None, out: str | Path = "reports") -> dict[str, Path]:
+    """Write leaderboard.md, leaderboard.html (self-contained) and the PNG figures into `out`."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="benchmark-report-") as tmp:
+        data = collect(tracking_uri, experiments, Path(tmp))
+        images = figures(data, folder)
+        markdown = render_markdown(data, images)
+        page = render_html(data, images, folder)
+    (folder / "leaderboard.md").write_text(markdown)
+    (folder / "leaderboard.html").write_text(page)
+    return {"markdown": folder / "leaderboard.md", "html": folder / "leaderboard.html",
+            **{name: folder / name for name in images}}

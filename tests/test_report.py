@@ -1,0 +1,86 @@
+"""The report generator on a small MLflow store made by a real (tiny) run."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from benchmark.report import PAPER_TABLE1, ReportData, Row, generate_report, paper_comparison
+from benchmark.runner import RunOptions, run_suite
+
+
+@pytest.fixture(scope="module")
+def tiny_store(ray_local, tiny_suite, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    run_suite(RunOptions(suite="tiny", tracking_uri=uri, output=str(folder / "out"), allow_download=False),
+              progress=lambda line: None)
+    return uri
+
+
+def test_report_from_mlflow(tiny_store, tmp_path):
+    written = generate_report(tiny_store, out=tmp_path / "reports")
+    markdown = written["markdown"].read_text()
+    assert "## tiny-global" in markdown and "## tiny-grouped" in markdown
+    # one bridge row and one untrained-heads row per task, best first, with CI, n, seeds and significance
+    global_section = markdown.split("## tiny-global")[1].split("## ")[0]
+    rows = [line for line in global_section.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert rows[0].startswith("| 1 | bridge: ecfp4+tfidf") and rows[1].startswith("| 2 | untrained heads: ecfp4+tfidf")
+    assert "[" in rows[0] and "| 0,1 |" in rows[0] and ("yes (p=" in rows[0] or "no (p=" in rows[0])
+    grouped_section = markdown.split("## tiny-grouped")[1].split("## ")[0]
+    assert " / " in grouped_section  # n queries / n groups
+    assert "Side by side with the paper" in markdown and "0.762" in markdown and "not run" in markdown
+    for name in ("heatmap_tiny-global.png", "recall_at_k_tiny-global.png", "optuna_history_tiny-global.png"):
+        assert (tmp_path / "reports" / name).stat().st_size > 1000
+        assert f"]({name})" in markdown
+    page = written["html"].read_text()
+    assert "<style>" in page and "data:image/png;base64," in page and "src='http" not in page  # self-contained
+    # the same runs give byte-identical markdown
+    again = generate_report(tiny_store, out=tmp_path / "again")
+    assert again["markdown"].read_bytes() == written["markdown"].read_bytes()
+
+
+def test_unknown_experiment_suggests(tiny_store, tmp_path):
+    from benchmark.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="Did you mean 'benchmark-tiny'"):
+        generate_report(tiny_store, experiments=["benchmark-tinny"], out=tmp_path)
+
+
+def test_paper_comparison_places_our_numbers_next_to_table_1():
+    def row(task, kind, r1, leaky=False, mode="text_to_molecule"):
+        return Row(task, "s", kind, "run", leaky, f"{mode}/recall@1", "text_rich", "0,1,2",
+                   {f"{mode}/recall@1": {"value": r1, "ci_low": r1 - 0.05, "ci_high": r1 + 0.05, "n": 200},
+                    f"{mode}/mrr": {"value": r1 + 0.1, "ci_low": r1, "ci_high": r1 + 0.2, "n": 200}})
+
+    data = ReportData(rows={
+        "paper-pair-global": [row("paper-pair-global", "bridge", 0.577, True), row("paper-pair-global", "untrained heads", 0.008, True)],
+        "paper-scaffold-global": [row("paper-scaffold-global", "bridge", 0.199)],
+        "paper-scaffold-grouped": [row("paper-scaffold-grouped", "bridge", 0.341, mode="text_to_molecule_grouped")],
+    }, trials=None, artifacts={}, experiments=["benchmark-paper"])
+    header, body, found = paper_comparison(data)
+    assert found and len(body) == len(PAPER_TABLE1)
+    by_setting = {r[0]: r for r in body}
+    assert by_setting["ECFP4 + text_rich bridge"][4].startswith("0.577") and "LEAKY" in by_setting["ECFP4 + text_rich bridge"][7]
+    scaffold = by_setting["Scaffold split (ECFP4 + text_rich)"]
+    assert scaffold[1:4] == ["0.150", "0.228", "0.317"] and scaffold[4].startswith("0.199") and scaffold[6].startswith("0.341")
+    assert by_setting["Frozen encoders (ChemBERTa + PubMedBERT)"][4].startswith("0.008")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
+def test_html_renders_in_headless_chromium_without_console_errors(tiny_store, tmp_path):
+    written = generate_report(tiny_store, out=tmp_path / "reports")
+    shot = tmp_path / "leaderboard.png"
+    profile = tmp_path / "profile"
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400",
+         f"--screenshot={shot}", written["html"].resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console

@@ -163,7 +163,8 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
         task_rows.sort(key=lambda r: (-_nan_low(r.value()), r.kind != "bridge", r.system))
         for upper, lower in zip(task_rows, task_rows[1:]):
             upper.versus_next = _versus(upper, lower)
-    trials = _trial_frame(_all_runs(client, ids, "trial"))
+    text_fields = {r.info.run_id: r.data.tags.get("text_field", "text_rich") for r in _all_runs(client, ids, "task")}
+    trials = _trial_frame(_all_runs(client, ids, "trial"), text_fields)
     return ReportData(rows, trials, artifacts, [e.name for e in chosen])
 
 
@@ -180,10 +181,11 @@ def _versus(upper: Row, lower: Row) -> str:
     return f"{'yes' if diff.ci_low > 0 else 'no'} (p={diff.p_value:.3f})"
 
 
-def _trial_frame(runs: list) -> pd.DataFrame:
+def _trial_frame(runs: list, text_fields: dict[str, str]) -> pd.DataFrame:
     records = []
     for run in runs:
         record = {"task": run.data.tags.get("task"), "trial_id": run.data.tags.get("trial_id"),
+                  "text_field": text_fields.get(run.data.tags.get("mlflow.parentRunId", ""), "text_rich"),
                   "run_uid": run.data.tags.get("run_uid", ""),
                   "status": run.data.tags.get("status"), "start": run.info.start_time,
                   "objective": run.data.metrics.get("objective")}
@@ -392,7 +394,7 @@ def figures(data: ReportData, folder: Path) -> dict[str, str]:
     grouped_metric = "val.text_to_molecule_grouped.recall_at_1"
     if not data.trials.empty and grouped_metric in data.trials:
         unique = data.trials.drop_duplicates("trial_id")
-        unique = unique[unique["status"] == "finished"]
+        unique = unique[(unique["status"] == "finished") & (unique["text_field"] == "text_rich")]
         for param, label in (("param.loss.temperature", "temperature T"), ("param.loss.margin", "margin m")):
             if param not in unique:
                 continue
@@ -412,7 +414,8 @@ def figures(data: ReportData, folder: Path) -> dict[str, str]:
             ax.bar(list(stats.index), stats["mean"], yerr=stats["std"].fillna(0), capsize=3, color="#4c72b0")
             ax.set(xlabel=label, ylabel="grouped Recall@1 (validation)", title=f"Ablation over {label} (trials per bar: "
                    f"{'/'.join(str(int(c)) for c in stats['count'])})")
-            images[_save(fig, folder, f"ablation_{param.split('.')[-1]}.png")] = f"Grouped Recall@1 on validation across {label}"
+            images[_save(fig, folder, f"ablation_{param.split('.')[-1]}.png")] = (
+                f"Grouped Recall@1 on validation across {label} (text_rich trials of every study; bars: mean and sd)")
     drug = [(r.text_field, r) for rows in data.rows.values() for r in rows[:1]
             if r.kind == "bridge" and r.primary.startswith("text_to_molecule_grouped")]
     fields = {}

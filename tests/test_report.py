@@ -50,7 +50,7 @@ def test_unknown_experiment_suggests(tiny_store, tmp_path):
 def test_paper_comparison_places_our_numbers_next_to_table_1():
     def row(task, kind, r1, leaky=False, mode="text_to_molecule"):
         return Row(task, "s", kind, "run", leaky, f"{mode}/recall@1", "text_rich", "0,1,2",
-                   {f"{mode}/recall@1": {"value": r1, "ci_low": r1 - 0.05, "ci_high": r1 + 0.05, "n": 200},
+                   metrics={f"{mode}/recall@1": {"value": r1, "ci_low": r1 - 0.05, "ci_high": r1 + 0.05, "n": 200},
                     f"{mode}/mrr": {"value": r1 + 0.1, "ci_low": r1, "ci_high": r1 + 0.2, "n": 200}})
 
     data = ReportData(rows={

@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     p_run.add_argument("--cache-dir", help="embedding cache")
     p_run.add_argument("--offline", action="store_true", help="never try the ChEMBL download")
+    p_run.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial before it counts as failed")
 
     p_rep = sub.add_parser("report", help="leaderboards and plots from the MLflow runs of `run`")
     p_rep.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory)")
@@ -230,7 +231,7 @@ def cmd_run(args) -> int:
         address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         num_samples=args.num_samples, time_budget_s=args.time_budget, max_concurrent=args.max_concurrent,
         search_space=args.search_space, asha=args.asha, seed=args.seed, cache_dir=args.cache_dir,
-        allow_download=not args.offline,
+        allow_download=not args.offline, max_failures=args.max_failures,
     )
     results = run_suite(options)
     print()

@@ -10,6 +10,7 @@ import numpy as np
 
 from benchmark.cache import EmbeddingCache, hash_items
 from benchmark.encoders.base import Encoder, check_output, encoder_key, requires_fit
+from benchmark.errors import EncoderError
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,18 @@ def embed(encoder: Encoder, items: list[str], *, cache: EmbeddingCache | None = 
     if cached is not None:
         return Embedded(cached, key, items_hash, 0.0, True)
     log.info("encoding %d items with %s", len(items), encoder.name)
-    if fit_hash is not None:
-        encoder.fit(sorted(set(fit_items)))  # type: ignore[attr-defined]
-    matrix = check_output(encoder, items, encoder.encode(list(items)))
+    try:
+        if fit_hash is not None:
+            encoder.fit(sorted(set(fit_items)))  # type: ignore[attr-defined]
+        raw = encoder.encode(list(items))
+    except EncoderError:
+        raise
+    except Exception as exc:  # a plugin's own bug or a model that cannot run: name the encoder
+        raise EncoderError(
+            f"encoder {encoder.name!r} ({type(encoder).__module__}.{type(encoder).__name__}) failed on {len(items)} "
+            f"{encoder.modality} items: {type(exc).__name__}: {exc}. Nothing was cached; fix the encoder or pick another."
+        ) from exc
+    matrix = check_output(encoder, items, raw)
     seconds = time.perf_counter() - started
     cache.save(key, items_hash, matrix, {
         "encoder": encoder.name, "modality": encoder.modality, "params": encoder.params,

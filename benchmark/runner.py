@@ -82,6 +82,7 @@ class RunOptions:
     seed: int = 0
     cache_dir: str | None = None
     allow_download: bool = True
+    max_failures: int = 0
 
 
 def _load_state(output: Path, options: RunOptions) -> dict:
@@ -265,7 +266,7 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] = print) -> d
             max_concurrent=options.max_concurrent or suite.max_concurrent, cpus_per_trial=options.cpus_per_trial,
             gpus_per_trial=options.gpus_per_trial, asha=suite.asha if options.asha is None else options.asha,
             max_reports=-(-max_epochs // suite.eval_every), seed=options.seed,
-            optuna_storage=f"sqlite:///{output / 'optuna.db'}",
+            optuna_storage=f"sqlite:///{output / 'optuna.db'}", max_failures=options.max_failures,
         )
         callback = TrialCallback(tracker, parents, {t.name: t.primary_key for t in group}, state["run_uid"], space, progress)
         tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, space,

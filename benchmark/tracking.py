@@ -75,6 +75,17 @@ def flatten_metrics(metrics: dict[str, dict], prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in out.items() if v is not None and v == v}
 
 
+def _retry_locked(call, *, attempts: int = 8, delay: float = 0.25):
+    """Another process writing the same sqlite store holds its lock for a moment: wait and retry."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay * 2**attempt)
+
+
 class Tracker:
     """A thin, picklable wrapper around MlflowClient (the client is created lazily)."""
 
@@ -98,7 +109,19 @@ class Tracker:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            if urlparse(self.tracking_uri).scheme == "sqlite":
+                # a new sqlite store is created by schema migrations when the client is built; two processes doing
+                # that at once corrupt the version table, so building it is serialised with a lock beside the file
+                from filelock import FileLock
+
+                db = Path(self.tracking_uri[len("sqlite:///"):])
+                db.parent.mkdir(parents=True, exist_ok=True)
+                with FileLock(str(db) + ".lock", timeout=300):
+                    client = MlflowClient(tracking_uri=self.tracking_uri)
+                    _retry_locked(lambda: client.search_experiments(max_results=1))
+            else:
+                client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client = client
         return self._client
 
     @property
@@ -117,14 +140,14 @@ class Tracker:
 
     def find_run(self, **tags: str) -> str | None:
         clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        runs = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1)
+        runs = _retry_locked(lambda: self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1))
         return runs[0].info.run_id if runs else None
 
     def start_run(self, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
         tags = {k: str(v) for k, v in tags.items() if v is not None}
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        run = _retry_locked(lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=name))
         return run.info.run_id
 
     def log(self, run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
@@ -139,13 +162,15 @@ class Tracker:
         param_list = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
         tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         while param_list or tag_list:
-            self.client.log_batch(run_id, params=param_list[:MAX_PARAMS], tags=tag_list[:MAX_PARAMS])
+            params_now, tags_now = param_list[:MAX_PARAMS], tag_list[:MAX_PARAMS]
+            _retry_locked(lambda: self.client.log_batch(run_id, params=params_now, tags=tags_now))
             param_list, tag_list = param_list[MAX_PARAMS:], tag_list[MAX_PARAMS:]
         for start in range(0, len(entries), MAX_METRICS):
-            self.client.log_batch(run_id, metrics=entries[start:start + MAX_METRICS])
+            chunk = entries[start:start + MAX_METRICS]
+            _retry_locked(lambda: self.client.log_batch(run_id, metrics=chunk))
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+        _retry_locked(lambda: self.client.set_terminated(run_id, status=status))
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)

@@ -226,6 +226,7 @@ class StudySettings:
     max_reports: int = 10
     seed: int = 0
     optuna_storage: str | None = None
+    max_failures: int = 0
 
 
 def _resumable_optuna_search(**kwargs):
@@ -281,6 +282,6 @@ def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace,
                                     num_samples=settings.num_samples, time_budget_s=settings.time_budget_s,
                                     max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=settings.name, storage_path=str(settings.storage_path), verbose=0,
-                                  callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=0),
+                                  callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )

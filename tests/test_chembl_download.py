@@ -119,3 +119,16 @@ def test_real_client_without_network_gives_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", failing_import)
     with pytest.raises(DownloadError, match="ChEMBL web services are unreachable.*--data"):
         new_chembl_client()
+
+
+def test_a_failed_download_resumes_from_its_partial_cache(tmp_path):
+    broken = FakeClient({"target": 99})  # molecules and mechanisms answer, targets never do
+    with pytest.raises(DownloadError, match="'target'"):
+        download_to_cache(broken, out_dir=tmp_path, release="ChEMBL_33", retries=1, sleep=lambda s: None, chunk=2)
+    kept = sorted(p.name for p in (tmp_path / ".partial").iterdir())
+    assert "molecules.json" in kept and sum(k.startswith("mechanism-") for k in kept) == 3  # 5 molecules, 2 per request
+    healthy = FakeClient()
+    path = download_to_cache(healthy, out_dir=tmp_path, release="ChEMBL_33", chunk=2)
+    assert healthy.molecule.calls == [] and healthy.mechanism.calls == []  # nothing fetched twice
+    assert len(healthy.target.calls) == 3 and not (tmp_path / ".partial").exists()
+    assert len(load_dataset(path).pairs) == 5

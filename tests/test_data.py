@@ -136,3 +136,10 @@ def test_pairs_without_a_group_still_train_and_evaluate(tmp_path, tiny_frame):
     grouped = queries[queries["mode"] == "text_to_molecule_grouped"]
     assert len(grouped) > 0 and grouped["group"].notna().all()  # pairs without a target join no group
     assert len(queries[queries["mode"] == "text_to_molecule"]) > len(grouped)
+
+
+def test_an_id_naming_two_structures_is_refused(tmp_path):
+    rows = [{"id": "A", "smiles": "CCO", "text": "x"}, {"id": "A", "smiles": "CCN", "text": "y"},
+            {"id": "B", "smiles": "CCC", "text": "z"}]
+    with pytest.raises(DataError, match=r"1 molecule id\(s\) name more than one structure, e.g. 'A' \(rows"):
+        load_dataset(write(tmp_path, rows), ColumnMap(smiles="smiles", text="text", id="id"))

@@ -184,3 +184,16 @@ def test_cache_encodes_once_and_recomputes_corrupt_files(tmp_path):
 def test_bad_encoder_output_is_explained(bad, match):
     with pytest.raises(EncoderError, match=match):
         check_output(Counting(), ["a", "b"], bad)
+
+
+class Raising(Counting):
+    def encode(self, items):
+        raise RuntimeError("model weights corrupted")
+
+
+def test_an_encoder_that_raises_is_named_and_nothing_is_cached(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    with pytest.raises(EncoderError, match=r"encoder 'counting' \(test_encoders.Raising\) failed on 2 text items: "
+                                           r"RuntimeError: model weights corrupted"):
+        embed(Raising(), ["a", "b"], cache=cache)
+    assert not list(tmp_path.rglob("*.npy"))

@@ -44,3 +44,26 @@ def test_four_trials_share_one_gpu_at_a_quarter_each(ray_one_logical_gpu, tmp_pa
         running += step
         peak = max(peak, running)
     assert peak == 4
+
+
+def suicidal(config):
+    """A trial whose worker process is killed outright (as by the OOM killer) for one parameter value."""
+    import os
+    import signal
+
+    from ray import tune
+
+    if config["loss"]["temperature"] > 0.08:
+        os.kill(os.getpid(), signal.SIGKILL)
+    tune.report({"objective": 1.0})
+
+
+def test_a_killed_trial_is_retried_then_recorded_and_the_study_goes_on(ray_one_logical_gpu, tmp_path):
+    space = SearchSpace(name="kill", parameters={"loss/temperature": {"type": "categorical", "choices": [0.05, 0.1]}})
+    settings = StudySettings(name="kill-probe", storage_path=tmp_path, num_samples=6, max_failures=1)
+    grid = make_tuner(suicidal, settings, space, callbacks=[]).fit()
+    failed = [r for r in grid if r.error is not None]
+    finished = [r for r in grid if r.error is None]
+    assert len(grid) == 6 and failed and finished
+    assert all(r.config["loss"]["temperature"] > 0.08 for r in failed)
+    assert all(r.metrics["objective"] == 1.0 for r in finished)

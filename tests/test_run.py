@@ -170,3 +170,26 @@ def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
     assert len([r for r in runs if r.data.tags.get("stage") == "task"]) == 2  # parents reused
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(results["tasks"]) == {"slow-global", "slow-grouped"}
+
+
+def test_resources_the_cluster_cannot_hold_are_refused_before_anything_launches(ray_local, tiny_suite, tmp_path):
+    from benchmark.errors import BenchmarkError
+
+    with pytest.raises(BenchmarkError, match="asks for 1.0 GPU but the Ray cluster has 0"):
+        run_suite(RunOptions(suite="tiny", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", output=str(tmp_path / "o"),
+                             gpus_per_trial=1.0, allow_download=False))
+    assert not (tmp_path / "o" / "ray").exists()
+
+
+def test_two_runs_share_one_sqlite_store_at_once(tiny_suite, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = {**os.environ, "BENCHMARK_TASKS_DIR": str(tiny_suite)}
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--suite", "tiny", "--tracking-uri", uri,
+                               "--output", str(tmp_path / f"out{i}"), "--offline", "--cpus-per-trial", "1"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outputs)
+    runs = runs_of(uri, "benchmark-tiny")
+    stages = [r.data.tags["stage"] for r in runs]
+    assert stages.count("task") == 4 and stages.count("trial") == 16 and stages.count("final") == 8
+    assert len({r.data.tags["run_uid"] for r in runs}) == 2

@@ -74,9 +74,15 @@ def with_retries(what: str, call: Callable[[], T], *, attempts: int = 4, base_de
     ) from last
 
 
-def _chunks(ids: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
+def _chunks(ids: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:  # noqa: D103
     for start in range(0, len(ids), size):
         yield list(ids[start:start + size])
+
+
+def _digest(ids: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:10]
 
 
 def download_approved_mechanisms(
@@ -86,14 +92,28 @@ def download_approved_mechanisms(
     retries: int = 4,
     base_delay: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
+    partial_dir: str | os.PathLike | None = None,
+    chunk: int = CHUNK,
 ) -> tuple[pd.DataFrame, dict]:
-    """Approved drugs x mechanisms x targets, in the snapshot's schema, and provenance."""
+    """Approved drugs x mechanisms x targets, in the snapshot's schema, and provenance.
+
+    With `partial_dir`, every answered request is kept there as JSON, so a download that failed
+    midway resumes where it stopped instead of starting over.
+    """
     client = client if client is not None else new_chembl_client()
+    partial = Path(partial_dir) if partial_dir is not None else None
 
-    def fetch(what: str, query: Callable[[], Iterable[dict]]) -> list[dict]:
-        return with_retries(what, lambda: list(query()), attempts=retries, base_delay=base_delay, sleep=sleep)
+    def fetch(what: str, query: Callable[[], Iterable[dict]], key: str | None = None) -> list[dict]:
+        saved = partial / f"{key}.json" if partial is not None and key else None
+        if saved is not None and saved.exists():
+            return json.loads(saved.read_text())
+        records = with_retries(what, lambda: [dict(r) for r in query()], attempts=retries, base_delay=base_delay,
+                               sleep=sleep)
+        if saved is not None:
+            atomic_write_bytes(saved, json.dumps(records).encode())
+        return records
 
-    molecules = fetch("molecule?max_phase=4", lambda: client.molecule.filter(max_phase=4).only(MOLECULE_FIELDS))
+    molecules = fetch("molecule?max_phase=4", lambda: client.molecule.filter(max_phase=4).only(MOLECULE_FIELDS), "molecules")
     mol_rows = {}
     for record in molecules:
         structures = record.get("molecule_structures") or {}
@@ -106,12 +126,14 @@ def download_approved_mechanisms(
     ids = sorted(mol_rows)
 
     mechanisms: list[dict] = []
-    for chunk in _chunks(ids):
-        mechanisms += fetch("mechanism", lambda chunk=chunk: client.mechanism.filter(molecule_chembl_id__in=chunk).only(MECHANISM_FIELDS))
+    for i, part in enumerate(_chunks(ids, chunk)):
+        mechanisms += fetch("mechanism", lambda part=part: client.mechanism.filter(molecule_chembl_id__in=part).only(MECHANISM_FIELDS),
+                            f"mechanism-{i}-{_digest(part)}")
     target_ids = sorted({m["target_chembl_id"] for m in mechanisms if m.get("target_chembl_id")})
     targets: dict[str, dict] = {}
-    for chunk in _chunks(target_ids):
-        for record in fetch("target", lambda chunk=chunk: client.target.filter(target_chembl_id__in=chunk).only(TARGET_FIELDS)):
+    for i, part in enumerate(_chunks(target_ids, chunk)):
+        for record in fetch("target", lambda part=part: client.target.filter(target_chembl_id__in=part).only(TARGET_FIELDS),
+                            f"target-{i}-{_digest(part)}"):
             targets[record["target_chembl_id"]] = record
 
     rows = []
@@ -154,7 +176,8 @@ def download_to_cache(client: Any = None, *, out_dir: str | os.PathLike | None =
     if target.exists() and not force:
         log.info("using cached ChEMBL download %s", target)
         return target
-    table, provenance = download_approved_mechanisms(client, **kwargs)
+    partial = folder / ".partial"
+    table, provenance = download_approved_mechanisms(client, partial_dir=partial, **kwargs)
     folder.mkdir(parents=True, exist_ok=True)
     import io
 
@@ -162,4 +185,7 @@ def download_to_cache(client: Any = None, *, out_dir: str | os.PathLike | None =
     table.to_parquet(buffer, index=False)
     atomic_write_bytes(target, buffer.getvalue())
     atomic_write_bytes(target.with_suffix(".json"), json.dumps(provenance, indent=2).encode())
+    import shutil
+
+    shutil.rmtree(partial, ignore_errors=True)  # complete: the pieces are no longer needed
     return target

@@ -112,6 +112,22 @@ class PairDataset:
         }
 
 
+def _refuse_conflicting_ids(frame: pd.DataFrame, source: str) -> None:
+    """One id naming two different structures is ambiguous data: say which, rather than guess."""
+    per_id = frame.groupby("molecule_id")["structure_key"].nunique()
+    conflicting = per_id[per_id > 1].index.tolist()
+    if conflicting:
+        examples = []
+        for mid in conflicting[:3]:
+            rows = frame.index[frame["molecule_id"] == mid].tolist()
+            keys = sorted(frame.loc[frame["molecule_id"] == mid, "structure_key"].unique())
+            examples.append(f"{mid!r} (rows {rows[:4]}: {' vs '.join(keys[:2])})")
+        raise DataError(
+            f"{source}: {len(conflicting)} molecule id(s) name more than one structure, e.g. {'; '.join(examples)}. "
+            "Give each structure its own id, or drop the id column option to let rows be numbered."
+        )
+
+
 def clean_pairs(
     frame: pd.DataFrame,
     *,
@@ -150,6 +166,7 @@ def clean_pairs(
     if examples:
         log.warning("dropped %d rows whose SMILES RDKit cannot parse, e.g. %s", int(invalid.sum()), examples)
     frame = frame[~invalid]
+    _refuse_conflicting_ids(frame, source)
 
     if has_groups:
         frame["target_id"] = frame["target_id"].astype("string").str.strip()

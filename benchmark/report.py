@@ -138,9 +138,9 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
         modes = {primary.split("/")[0]} | {m for m in ("text_to_molecule", "molecule_to_text",
                                                         "text_to_molecule_grouped", "molecule_to_text_grouped")}
         local = Path(client.download_artifacts(run.info.run_id, "per_query_ranks.parquet", str(workdir)))
-        frame = pd.read_parquet(local)
-        local.rename(workdir / f"{run.info.run_id}.parquet")
         frame_path = workdir / f"{run.info.run_id}.parquet"
+        local.rename(frame_path)
+        frame = pd.read_parquet(frame_path)
         for kind, prefix, system in (("bridge", "test", "bridge"), ("untrained heads", "baseline.test", "untrained")):
             params = run.data.params
             encoders = f"{params.get('chosen.mol_encoder.name', '?')}+{params.get('chosen.text_encoder.name', '?')}"
@@ -150,7 +150,7 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
                 label += f" [{tags['text_field']}]"
             row = Row(task, label, kind, run.info.run_id, tags.get("leaky") == "True", primary,
                       tags.get("text_field", "text_rich"), tags.get("final_seeds", ""), tags.get("split_checksum", ""),
-                      _metrics_of(run, prefix, modes), _primary_values(pd.read_parquet(frame_path), system, primary))
+                      _metrics_of(run, prefix, modes), _primary_values(frame, system, primary))
             seen[(task, kind, label)] = row
         try:
             artifacts[f"heatmap:{run.info.run_id}"] = Path(client.download_artifacts(run.info.run_id, "cosine_heatmap.png", str(workdir / run.info.run_id)))

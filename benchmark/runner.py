@@ -208,10 +208,13 @@ def format_summary(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_suite(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
+def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:
     from ray import tune
 
-    from benchmark.tuning import StudySettings, TrialCallback, TrialPayload, bridge_trainable, check_resources, init_ray, make_tuner
+    from benchmark.tuning import (StudySettings, TrialCallback, TrialPayload, bridge_trainable, check_resources,
+                                  init_ray, make_tuner, say)
+
+    progress = progress or say
 
     suite = get_suite(options.suite)
     tasks = [get_task(name) for name in suite.tasks]

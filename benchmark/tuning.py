@@ -144,15 +144,27 @@ def bridge_trainable(config: dict, payload: TrialPayload) -> None:
         validate_and_report(0, outcome.bridge, None)
 
 
+def say(line: str) -> None:
+    """Default progress output (a module function: Tune pickles callbacks with the experiment)."""
+    print(line, flush=True)
+
+
 class TrialCallback(Callback):
     """Driver-side: logs each finished or failed trial to MLflow (once per task) and prints progress."""
 
     def __init__(self, tracker: Tracker | None, parents: dict[str, str], task_keys: dict[str, str], run_uid: str,
-                 space: SearchSpace, progress: Callable[[str], None] | None = print):
+                 space: SearchSpace, progress: Callable[[str], None] | None = say):
         self.tracker, self.parents, self.task_keys, self.run_uid = tracker, parents, task_keys, run_uid
         self.space, self.progress = space, progress
         self.results: dict[str, list[dict]] = {}
         self.best: dict[str, float] = {}
+
+    def __getstate__(self):
+        # Tune pickles callbacks with its experiment state: keep a custom progress function out of it
+        state = dict(self.__dict__)
+        if state.get("progress") not in (None, say):
+            state["progress"] = say
+        return state
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         keep = {k: v for k, v in result.items() if k in ("epoch", "loss", "loss_history", OBJECTIVE) or k.startswith("val/")}

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.config import BridgeConfig
+from benchmark.sparse import FeatureLinear, SparseRows
 
 
 def _head(in_dim: int, cfg: BridgeConfig) -> nn.Module:
@@ -61,13 +62,19 @@ class Bridge(nn.Module):
     def __init__(self, mol_dim: int, text_dim: int, cfg: BridgeConfig):
         super().__init__()
         self.cfg = cfg
-        self.mol_head = _head(mol_dim, cfg)
+        self.mol_head = FeatureLinear(mol_dim, cfg.dim) if cfg.head == "linear" else _head(mol_dim, cfg)
         self.text_head = _head(text_dim, cfg)
         self.projector = (MemoryBankProjector(cfg.dim, cfg.memory_slots, cfg.memory_heads)
                           if cfg.head == "memory_bank" else nn.Identity())
 
     def embed_molecules(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.mol_head(x)), dim=-1)
+
+    def embed_molecule_rows(self, features: torch.Tensor, ids: torch.Tensor, sparse: SparseRows | None = None) -> torch.Tensor:
+        """Molecules `ids` of a feature matrix; from on-bits alone when `sparse` is given and the head is linear."""
+        if sparse is not None and isinstance(self.mol_head, FeatureLinear):
+            return F.normalize(self.projector(self.mol_head.forward_sparse(sparse, ids)), dim=-1)
+        return self.embed_molecules(features[ids])
 
     def embed_texts(self, z: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.text_head(z)), dim=-1)

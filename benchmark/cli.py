@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--experiment", action="append", help="experiment name (repeatable; default: every benchmark-* experiment)")
     p_rep.add_argument("--out", default="reports", help="output folder (default: reports/)")
 
+    p_perf = sub.add_parser("perf", help="measure training speed (dense vs sparse fingerprint head); writes reports/perf.md")
+    p_perf.add_argument("--data")
+    p_perf.add_argument("--repeats", type=int, default=3)
+    p_perf.add_argument("--epochs", type=int, default=100)
+    p_perf.add_argument("--device", default="cpu")
+    p_perf.add_argument("--out", default="reports/perf.md")
+
     p_dl = sub.add_parser("download-chembl", help="download approved drugs and mechanisms from the ChEMBL web services")
     p_dl.add_argument("--out", help="folder for the parquet (default: the cache directory)")
     p_dl.add_argument("--force", action="store_true", help="download again even if cached")
@@ -281,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "perf":
+            from benchmark.perf import run_perf
+
+            print(run_perf(data=args.data, repeats=args.repeats, epochs=args.epochs, out=args.out, device=args.device))
+            return 0
         if args.command == "report":
             return cmd_report(args)
         if args.command == "download-chembl":

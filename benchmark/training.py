@@ -12,6 +12,7 @@ import torch
 from benchmark.bridge import Bridge
 from benchmark.config import TrialConfig
 from benchmark.losses import BatchIds, total_loss
+from benchmark.sparse import SparseRows, sparse_worthwhile
 
 EpochCallback = Callable[[int, Bridge, dict[str, float]], None]
 
@@ -60,6 +61,11 @@ def train_bridge(cfg: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tensor, mo
     mi = torch.as_tensor(mol_idx, dtype=torch.long, device=device)
     ti = torch.as_tensor(text_idx, dtype=torch.long, device=device)
     gi = torch.as_tensor(group_codes(groups, len(mol_idx)), dtype=torch.long, device=device)
+    sparse = None
+    if cfg.sparse_molecules == "auto" and cfg.bridge.head == "linear":
+        host = mol_x.detach().cpu().numpy()
+        if sparse_worthwhile(host):
+            sparse = SparseRows.from_dense(host, device)
     generator = torch.Generator().manual_seed(cfg.seed)
     n, batch_size = len(mi), cfg.optim.batch_size
     outcome = TrainingOutcome(bridge)
@@ -74,7 +80,7 @@ def train_bridge(cfg: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tensor, mo
             if len(batch) < 2:  # a lone pair has no negatives
                 continue
             ids = BatchIds(mi[batch], ti[batch], gi[batch])
-            mol = bridge.embed_molecules(mol_x[ids.mol])
+            mol = bridge.embed_molecule_rows(mol_x, ids.mol, sparse)
             text = bridge.embed_texts(text_x[ids.text])
             loss, parts = total_loss(mol, text, ids, cfg.loss)
             optimizer.zero_grad(set_to_none=True)

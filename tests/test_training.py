@@ -80,3 +80,15 @@ def test_shared_space_encoders_get_a_plain_cosine_baseline(tiny_dataset):
     assert data.shared_space
     result = run_trial(cfg, data, split, side="val", n_boot=50)
     assert result.cosine_baseline is not None and "text_to_molecule" in result.cosine_baseline
+
+
+def test_sparse_and_dense_molecule_paths_agree(tiny_setup):
+    split, data = tiny_setup
+    sparse = run_trial(quick(), data, split, side="val", n_boot=50)
+    dense = run_trial(quick().model_copy(update={"sparse_molecules": "off"}), data, split, side="val", n_boot=50)
+    for a, b in zip(sparse.history, dense.history, strict=True):
+        assert abs(a["loss"] - b["loss"]) <= 1e-4 * max(1.0, abs(b["loss"]))
+    n = sparse.metrics["text_to_molecule"]["recall@1"]["n"]
+    for mode in ("text_to_molecule", "molecule_to_text"):
+        for metric in ("recall@1", "mrr"):
+            assert abs(sparse.metrics[mode][metric]["value"] - dense.metrics[mode][metric]["value"]) <= 1.0 / n

@@ -70,17 +70,9 @@ def run_finals(config: TrialConfig, data: TrialData, split: Split, seeds: list[i
 
 def per_query_frame(outcome: FinalOutcome, data: TrialData) -> pd.DataFrame:
     """Ranks of every query, system and seed (bridge and untrained heads)."""
-    frames = []
-    for seed, result in zip(outcome.seeds, outcome.per_seed, strict=True):
-        for system, runs in (("bridge", result.runs), ("untrained", result.baseline_runs)):
-            for mode, run in runs.items():
-                items = data.texts if run.direction == "text_to_molecule" else data.molecules
-                frame = pd.DataFrame(run.per_query())
-                frame.insert(0, "seed", seed)
-                frame.insert(1, "system", system)
-                frame.insert(2, "mode", mode)
-                frame["query"] = [items[i] for i in run.query_items]
-                if "group" in frame:
-                    frame["group"] = frame["group"].astype("string")
-                frames.append(frame)
+    from benchmark.results import query_frame
+
+    frames = [query_frame(result, data) for result in outcome.per_seed]
+    for seed, frame in zip(outcome.seeds, frames, strict=True):
+        frame.insert(0, "seed", seed)
     return pd.concat(frames, ignore_index=True)

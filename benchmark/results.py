@@ -69,19 +69,7 @@ class BenchmarkResult:
         return path
 
     def per_query_frame(self) -> pd.DataFrame:
-        frames = []
-        for system, runs in (("bridge", self.trial.runs), ("untrained", self.trial.baseline_runs)):
-            for name, run in runs.items():
-                items = self.data.texts if run.direction == "text_to_molecule" else self.data.molecules
-                frame = pd.DataFrame(run.per_query())
-                frame.insert(0, "system", system)
-                frame.insert(1, "mode", name)
-                frame["query"] = [items[i] for i in run.query_items]
-                frames.append(frame)
-        out = pd.concat(frames, ignore_index=True)
-        if "group" in out:
-            out["group"] = out["group"].astype("string")
-        return out
+        return query_frame(self.trial, self.data)
 
     def write_per_query(self, path: str | os.PathLike) -> Path:
         import io
@@ -93,6 +81,23 @@ class BenchmarkResult:
 
     def table(self) -> str:
         return format_table(self.to_json())
+
+
+def query_frame(trial: TrialResult, data: TrialData) -> pd.DataFrame:
+    """Rank of every query of a trial, for the bridge and the untrained heads, with the query's text or SMILES."""
+    frames = []
+    for system, runs in (("bridge", trial.runs), ("untrained", trial.baseline_runs)):
+        for name, run in runs.items():
+            items = data.texts if run.direction == "text_to_molecule" else data.molecules
+            frame = pd.DataFrame(run.per_query())
+            frame.insert(0, "system", system)
+            frame.insert(1, "mode", name)
+            frame["query"] = [items[i] for i in run.query_items]
+            frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    if "group" in out:
+        out["group"] = out["group"].astype("string")
+    return out
 
 
 def _json_default(value):

@@ -25,7 +25,7 @@ from benchmark.embeddings import embed
 from benchmark.encoders import build_encoder
 from benchmark.encoders.base import encoder_space
 from benchmark.errors import ConfigError
-from benchmark.metrics import RetrievalRun, evaluate_retrieval
+from benchmark.metrics import RetrievalRun, evaluate_retrieval, per_query_values
 from benchmark.splits import Split
 from benchmark.training import build_bridge, resolve_device, train_bridge
 
@@ -108,12 +108,16 @@ def evaluate(mol_emb: torch.Tensor, text_emb: torch.Tensor, data: TrialData, row
 
 def validation_values(runs: dict[str, RetrievalRun]) -> dict[str, float]:
     """Point values per mode and metric ('text_to_molecule/recall@1'), no bootstrap: for search."""
-    out = {}
-    for name, run in runs.items():
-        for metric in (("recall@1", "mrr") if run.grouped else ("recall@1", "recall@5", "recall@10", "mrr")):
-            k = int(metric.split("@")[1]) if "@" in metric else None
-            out[f"{name}/{metric}"] = float(np.mean(run.ranks <= k) if k else np.mean(1.0 / run.ranks))
-    return out
+    return {f"{name}/{metric}": float(values.mean())
+            for name, run in runs.items()
+            for metric, values in per_query_values(run.ranks, run.grouped).items() if "rank" not in metric}
+
+
+def validate(bridge, mol_x: torch.Tensor, text_x: torch.Tensor, data: TrialData, rows: np.ndarray) -> dict[str, float]:
+    """Validation point values of a bridge on `rows` (every mode), for per-epoch reports."""
+    runs = evaluate_retrieval(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"),
+                              data.mol_idx[rows], data.text_idx[rows], None if data.groups is None else data.groups[rows])
+    return validation_values(runs)
 
 
 @dataclass
@@ -156,10 +160,9 @@ def run_trial(config: TrialConfig, data: TrialData, split: Split, *, side: str =
         def on_epoch(epoch: int, bridge, record: dict) -> None:
             payload = dict(record)
             if eval_every and (epoch % eval_every == 0 or epoch == config.optim.epochs) and len(val_rows):
-                m, t = bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text")
-                runs = evaluate_retrieval(m, t, data.mol_idx[val_rows], data.text_idx[val_rows], None)
-                ranks = runs["text_to_molecule"].ranks
-                payload.update({"val_recall@1": float(np.mean(ranks <= 1)), "val_mrr": float(np.mean(1 / ranks))})
+                values = validate(bridge, mol_x, text_x, data, val_rows)
+                payload.update({"val_recall@1": values["text_to_molecule/recall@1"],
+                                "val_mrr": values["text_to_molecule/mrr"]})
             reporter(payload)
 
     outcome = train_bridge(config, mol_x, text_x, data.mol_idx[train_rows], data.text_idx[train_rows], groups,

@@ -21,12 +21,11 @@ from ray.tune import Callback
 
 from benchmark.config import TrialConfig, flatten
 from benchmark.errors import BenchmarkError
-from benchmark.metrics import evaluate_retrieval
 from benchmark.search_space import SearchSpace
 from benchmark.splits import Split
 from benchmark.tracking import Tracker, metric_key
 from benchmark.training import train_bridge
-from benchmark.trial import TrialData, validation_values
+from benchmark.trial import TrialData, validate
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "objective"
@@ -123,13 +122,10 @@ def bridge_trainable(config: dict, payload: TrialPayload) -> None:
     text_x = torch.as_tensor(data.text_features, device=device)
     train, val = payload.split.train, payload.split.val
     groups = None if data.groups is None else data.groups[train]
-    val_groups = None if data.groups is None else data.groups[val]
     pending: list[float] = []
 
     def validate_and_report(epoch: int, bridge, loss: float | None) -> None:
-        runs = evaluate_retrieval(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"),
-                                  data.mol_idx[val], data.text_idx[val], val_groups)
-        values = validation_values(runs)
+        values = validate(bridge, mol_x, text_x, data, val)
         tune.report({"epoch": epoch, "loss": loss, "loss_history": list(pending), "device": str(device),
                      **{f"val/{k}": v for k, v in values.items()}, OBJECTIVE: objective_of(values, payload.objective_keys)})
         pending.clear()

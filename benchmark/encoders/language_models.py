@@ -30,11 +30,9 @@ def minilm_path() -> str:
 
 
 def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    from benchmark.training import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(device))
 
 
 def _load_failure(name: str, model: str, exc: Exception) -> EncoderError:

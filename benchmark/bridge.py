@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.config import BridgeConfig
-from benchmark.sparse import FeatureLinear, SparseRows
+from benchmark.sparse import BagBatch, FeatureLinear
 
 
 def _head(in_dim: int, cfg: BridgeConfig) -> nn.Module:
@@ -58,26 +58,54 @@ class MemoryBankProjector(nn.Module):
         return self.out(attended.mean(dim=1))
 
 
+class _UnitRows(torch.autograd.Function):
+    """F.normalize(x, dim=1) with a closed-form backward: (g - y (y . g)) / |x|, three passes."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12)
+        y = x / norm
+        ctx.save_for_backward(y, norm)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        y, norm = ctx.saved_tensors
+        dot = torch.linalg.vecdot(y, grad, dim=1).unsqueeze(1)
+        return torch.addcmul(grad, y, dot, value=-1).div_(norm)
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    return _UnitRows.apply(x)
+
+
 class Bridge(nn.Module):
-    def __init__(self, mol_dim: int, text_dim: int, cfg: BridgeConfig):
+    """Both heads (and the shared projector). `fused_normalize` swaps F.normalize for `unit_rows`
+    (same values; a cheaper backward) - the fast training path sets it."""
+
+    def __init__(self, mol_dim: int, text_dim: int, cfg: BridgeConfig, fused_normalize: bool = False):
         super().__init__()
         self.cfg = cfg
+        self.fused_normalize = fused_normalize
         self.mol_head = FeatureLinear(mol_dim, cfg.dim) if cfg.head == "linear" else _head(mol_dim, cfg)
         self.text_head = _head(text_dim, cfg)
         self.projector = (MemoryBankProjector(cfg.dim, cfg.memory_slots, cfg.memory_heads)
                           if cfg.head == "memory_bank" else nn.Identity())
 
-    def embed_molecules(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projector(self.mol_head(x)), dim=-1)
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        return unit_rows(x) if self.fused_normalize and x.dim() == 2 else F.normalize(x, dim=-1)
 
-    def embed_molecule_rows(self, features: torch.Tensor, ids: torch.Tensor, sparse: SparseRows | None = None) -> torch.Tensor:
-        """Molecules `ids` of a feature matrix; from on-bits alone when `sparse` is given and the head is linear."""
-        if sparse is not None and isinstance(self.mol_head, FeatureLinear):
-            return F.normalize(self.projector(self.mol_head.forward_sparse(sparse, ids)), dim=-1)
-        return self.embed_molecules(features[ids])
+    def embed_molecules(self, x: torch.Tensor) -> torch.Tensor:
+        return self._unit(self.projector(self.mol_head(x)))
+
+    def embed_molecule_bags(self, bags: BagBatch) -> torch.Tensor:
+        """A batch of sparse molecules given as on-bit bags (linear heads only)."""
+        if not isinstance(self.mol_head, FeatureLinear):
+            raise TypeError(f"on-bit bags need a linear molecule head, not {self.cfg.head!r}")
+        return self._unit(self.projector(self.mol_head.forward_bags(bags)))
 
     def embed_texts(self, z: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projector(self.text_head(z)), dim=-1)
+        return self._unit(self.projector(self.text_head(z)))
 
     @torch.no_grad()
     def embed_all(self, x: torch.Tensor, modality: str, batch: int = 8192) -> torch.Tensor:

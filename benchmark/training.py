@@ -11,8 +11,8 @@ import torch
 
 from benchmark.bridge import Bridge
 from benchmark.config import TrialConfig
-from benchmark.losses import BatchIds, total_loss
-from benchmark.sparse import SparseRows, sparse_worthwhile
+from benchmark.losses import BatchIds, InBatchDuplicates, total_loss
+from benchmark.sparse import EpochBags, SparseRows, sparse_worthwhile
 
 EpochCallback = Callable[[int, Bridge, dict[str, float]], None]
 
@@ -39,7 +39,7 @@ def group_codes(groups: np.ndarray | None, n: int) -> np.ndarray:
 def build_bridge(cfg: TrialConfig, mol_dim: int, text_dim: int) -> Bridge:
     """Seeded initialisation: the same config always starts from the same weights."""
     torch.manual_seed(cfg.seed)
-    return Bridge(mol_dim, text_dim, cfg.bridge)
+    return Bridge(mol_dim, text_dim, cfg.bridge, fused_normalize=cfg.implementation == "fast")
 
 
 @dataclass
@@ -49,23 +49,37 @@ class TrainingOutcome:
     seconds: float = 0.0
 
 
+def make_optimizer(bridge: Bridge, cfg: TrialConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; the fast implementation uses PyTorch's fused kernel (one pass over each parameter)."""
+    fused = cfg.implementation == "fast" and device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(bridge.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                             fused=True if fused else None)
+
+
+def molecule_bags(cfg: TrialConfig, mol_x: torch.Tensor, mol_idx: torch.Tensor) -> EpochBags | None:
+    """On-bit bags for the fast path: a linear head over sparse (fingerprint-like) features."""
+    if cfg.implementation != "fast" or cfg.bridge.head != "linear":
+        return None
+    host = mol_x.detach().cpu().numpy()
+    return EpochBags(SparseRows.from_dense(host, mol_x.device), mol_idx) if sparse_worthwhile(host) else None
+
+
 def train_bridge(cfg: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tensor, mol_idx: np.ndarray,
                  text_idx: np.ndarray, groups: np.ndarray | None, *, on_epoch: EpochCallback | None = None) -> TrainingOutcome:
     """Train on the pairs (mol_idx[i], text_idx[i]); features are full matrices already on the device.
 
-    `train_seconds` covers the optimisation loop only (not callbacks such as validation).
+    Everything stays resident on the device; the only host synchronisation is one per epoch (the
+    logged loss). `seconds` covers the optimisation loop only (not callbacks such as validation).
     """
     device = mol_x.device
     bridge = build_bridge(cfg, mol_x.shape[1], text_x.shape[1]).to(device)
-    optimizer = torch.optim.AdamW(bridge.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = make_optimizer(bridge, cfg, device)
     mi = torch.as_tensor(mol_idx, dtype=torch.long, device=device)
     ti = torch.as_tensor(text_idx, dtype=torch.long, device=device)
     gi = torch.as_tensor(group_codes(groups, len(mol_idx)), dtype=torch.long, device=device)
-    sparse = None
-    if cfg.sparse_molecules == "auto" and cfg.bridge.head == "linear":
-        host = mol_x.detach().cpu().numpy()
-        if sparse_worthwhile(host):
-            sparse = SparseRows.from_dense(host, device)
+    fast = cfg.implementation == "fast"
+    bags = molecule_bags(cfg, mol_x, mi)
+    duplicates = InBatchDuplicates(mol_idx, text_idx, device) if fast else None
     generator = torch.Generator().manual_seed(cfg.seed)
     n, batch_size = len(mi), cfg.optim.batch_size
     outcome = TrainingOutcome(bridge)
@@ -73,25 +87,31 @@ def train_bridge(cfg: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tensor, mo
         started = time.perf_counter()
         bridge.train()
         order = torch.randperm(n, generator=generator).to(device)
-        totals: dict[str, float] = {}
+        epoch_bags = bags.epoch(order, batch_size) if bags is not None else None
+        epoch_duplicates = duplicates.epoch(order, batch_size) if duplicates is not None else None
+        # one gather per epoch; each step then takes contiguous slices
+        mi_e, ti_e, gi_e = mi.index_select(0, order), ti.index_select(0, order), gi.index_select(0, order)
+        text_e = text_x.index_select(0, ti_e)
+        totals: dict[str, torch.Tensor] = {}
         steps = 0
-        for start in range(0, n, batch_size):
-            batch = order[start:start + batch_size]
-            if len(batch) < 2:  # a lone pair has no negatives
+        for b, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            if stop - start < 2:  # a lone pair has no negatives
                 continue
-            ids = BatchIds(mi[batch], ti[batch], gi[batch])
-            mol = bridge.embed_molecule_rows(mol_x, ids.mol, sparse)
-            text = bridge.embed_texts(text_x[ids.text])
-            loss, parts = total_loss(mol, text, ids, cfg.loss)
+            ids = BatchIds(mi_e[start:stop], ti_e[start:stop], gi_e[start:stop],
+                           epoch_duplicates[b] if epoch_duplicates is not None else None)
+            mol = (bridge.embed_molecule_bags(epoch_bags[b]) if epoch_bags is not None
+                   else bridge.embed_molecules(mol_x[ids.mol]))
+            text = bridge.embed_texts(text_e[start:stop])
+            loss, parts = total_loss(mol, text, ids, cfg.loss, fused=fast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             steps += 1
-            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
-            for key, value in parts.items():
-                totals[key] = totals.get(key, 0.0) + value
+            for key, value in (("loss", loss.detach()), *parts.items()):
+                totals[key] = totals[key] + value if key in totals else value
+        record = {"epoch": epoch + 1, **{k: float(v) / max(steps, 1) for k, v in totals.items()}}
         outcome.seconds += time.perf_counter() - started
-        record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in totals.items()}}
         outcome.history.append(record)
         if on_epoch is not None:
             on_epoch(epoch + 1, bridge, record)

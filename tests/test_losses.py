@@ -74,4 +74,4 @@ def test_total_loss_switches_terms():
     assert set(parts) == {"infonce"}
     loss, parts = total_loss(mol, text, ids, LossConfig(infonce_weight=0.0, u2u_weight=1.0, u2c_weight=0.5))
     assert set(parts) == {"u2u", "u2c"}
-    torch.testing.assert_close(loss, torch.tensor(parts["u2u"] + parts["u2c"]))
+    torch.testing.assert_close(loss, parts["u2u"] + parts["u2c"])

@@ -1,0 +1,118 @@
+"""The fast training path computes what the plain one does: each kernel against its autograd
+reference (values and gradients, and torch.autograd.gradcheck in float64), the per-epoch layouts
+against per-batch recomputation, and a whole trial against the reference implementation."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.bridge import unit_rows
+from benchmark.config import LossConfig
+from benchmark.losses import BatchIds, InBatchDuplicates, _SymmetricInfoNCE, fused_info_nce, info_nce
+from benchmark.sparse import EpochBags, SparseRows, bag_product
+
+
+def _ids_with_duplicates(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    mol = torch.randint(0, n // 2, (n,), generator=g)  # molecules with several texts
+    text = torch.randint(0, n, (n,), generator=g)
+    return BatchIds(mol, text, torch.full((n,), -1))
+
+
+def _unit(n, d, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=-1)
+
+
+@pytest.mark.parametrize(("temperature", "margin"), [(0.07, 0.0), (0.1, 0.2), (0.015, 0.0), (0.02, 0.3)])
+def test_fused_info_nce_matches_autograd_reference(temperature, margin):
+    # 0.015 and (0.02, 0.3) exceed the one-exponential spread and use the logsumexp branch
+    ids = _ids_with_duplicates(24, seed=1)
+    assert ids.false_negatives().any()
+    cfg = LossConfig(temperature=temperature, margin=margin)
+    results = []
+    for fn in (info_nce, fused_info_nce):
+        mol = _unit(24, 16, 2, torch.float64).requires_grad_()
+        text = _unit(24, 16, 3, torch.float64).requires_grad_()
+        loss = fn(mol, text, ids, cfg)
+        loss.backward()
+        results.append((loss.detach(), mol.grad, text.grad))
+    for ref, fast in zip(*results, strict=True):
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("inv_t", [1 / 0.07, 1 / 0.01])
+def test_fused_info_nce_gradcheck(inv_t):
+    ids = _ids_with_duplicates(10, seed=4)
+    mol = _unit(10, 6, 5, torch.float64).requires_grad_()
+    text = _unit(10, 6, 6, torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t, m: _SymmetricInfoNCE.apply(t, m, ids.false_negatives(), inv_t, 0.1 * inv_t),
+                                    (text, mol))
+
+
+def test_fused_info_nce_refuses_hard_negative_terms():
+    ids = _ids_with_duplicates(8, seed=0)
+    with pytest.raises(ValueError, match="hard-negative"):
+        fused_info_nce(_unit(8, 4, 0), _unit(8, 4, 1), ids, LossConfig(hard_negative_beta=1.0))
+
+
+def test_unit_rows_matches_normalize_and_gradcheck():
+    x = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(unit_rows(x), F.normalize(x, dim=-1))
+    assert torch.autograd.gradcheck(unit_rows, (x,))
+
+
+def _fingerprints(n, bits, seed, counts=False):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n, bits)) < 0.08).astype(np.float32)
+    x[3] = 0  # a molecule with no on-bit
+    return x * rng.integers(1, 4, x.shape) if counts else x
+
+
+@pytest.mark.parametrize("counts", [False, True])
+def test_epoch_bags_equal_dense_products_and_gradients(counts):
+    features = _fingerprints(30, 64, seed=0, counts=counts)
+    pair_rows = torch.as_tensor(np.random.default_rng(1).integers(0, 30, 71))  # molecules repeat across pairs
+    bags = EpochBags(SparseRows.from_dense(features), pair_rows)
+    order = torch.randperm(71, generator=torch.Generator().manual_seed(2))
+    dense = torch.as_tensor(features, dtype=torch.float64)
+    weight = torch.randn(64, 5, dtype=torch.float64)
+    batches = bags.epoch(order, 16)
+    assert len(batches) == 5
+    for b, batch in enumerate(batches):
+        rows = pair_rows[order[b * 16:(b + 1) * 16]]
+        w_fast = weight.clone().float().requires_grad_()
+        w_ref = weight.clone().float().requires_grad_()
+        out_fast, out_ref = bag_product(w_fast, batch), dense[rows].float() @ w_ref
+        torch.testing.assert_close(out_fast, out_ref, rtol=1e-5, atol=1e-5)
+        grad = torch.randn_like(out_ref)
+        out_fast.backward(grad)
+        out_ref.backward(grad)
+        torch.testing.assert_close(w_fast.grad, w_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_bag_product_gradcheck():
+    features = _fingerprints(12, 20, seed=3, counts=True)
+    pair_rows = torch.arange(12)
+    batch = EpochBags(SparseRows.from_dense(features), pair_rows).epoch(torch.arange(12), 12)[0]
+    weight = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
+    batch.weights = batch.weights.double()
+    batch.column_weights = batch.column_weights.double()
+    assert torch.autograd.gradcheck(lambda w: bag_product(w, batch), (weight,))
+
+
+def test_in_batch_duplicates_equal_the_dense_false_negative_masks():
+    rng = np.random.default_rng(0)
+    mol, text = rng.integers(0, 120, 400), rng.integers(0, 300, 400)
+    duplicates = InBatchDuplicates(mol, text)
+    order = torch.randperm(400, generator=torch.Generator().manual_seed(0))
+    found = 0
+    for b, (rows, cols) in enumerate(duplicates.epoch(order, 64)):
+        batch = order[b * 64:(b + 1) * 64]
+        mask = BatchIds(torch.as_tensor(mol)[batch], torch.as_tensor(text)[batch], torch.zeros(len(batch))).false_negatives()
+        listed = torch.zeros_like(mask)
+        listed[rows, cols] = True
+        assert torch.equal(listed, mask)
+        found += len(rows)
+    assert found > 50

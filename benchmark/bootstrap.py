@@ -26,17 +26,93 @@ class Estimate:
         return out
 
 
-def _resample_means(values: np.ndarray, groups: np.ndarray | None, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+#: indices drawn at once (rows x n): bounds memory and keeps the draws cache-friendly
+_MAX_DRAWN = 5_000_000
+
+
+def _resample_chunks(n: int, n_boot: int, rng: np.random.Generator):
+    """Index matrices of resamples (one row per resample: n draws with replacement), in chunks."""
+    rows = max(1, min(n_boot, _MAX_DRAWN // max(n, 1)))
+    dtype = np.int32 if n < 2**31 else np.int64
+    for start in range(0, n_boot, rows):
+        yield slice(start, min(start + rows, n_boot)), rng.integers(0, n, size=(min(rows, n_boot - start), n), dtype=dtype)
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """Multiplicity of each item in each resample row: (rows, n) integers."""
+    k = idx.shape[0]
+    dtype = np.int32 if k * n < 2**31 else np.int64
+    flat = (idx.astype(dtype, copy=False) + (n * np.arange(k, dtype=dtype))[:, None]).ravel()
+    return np.bincount(flat, minlength=k * n).reshape(k, n)
+
+
+def _weighted_medians(sorted_values: np.ndarray, counts_sorted: np.ndarray, n: int, block: int = 1024) -> np.ndarray:
+    """np.median of each resample from its multiplicities over the sorted values: block sums
+    find the block holding each middle order statistic, a short cumulative sum finds it within."""
+    k = counts_sorted.shape[0]
+    starts = np.arange(0, n, block)
+    cum_blocks = np.cumsum(np.add.reduceat(counts_sorted, starts, axis=1), axis=1)
+    window = np.arange(block)
+    halves = []
+    for position in ((n - 1) // 2, n // 2):  # 0-based order statistics averaged by np.median
+        b = (cum_blocks <= position).sum(axis=1)
+        before = np.where(b > 0, cum_blocks[np.arange(k), np.maximum(b - 1, 0)], 0)
+        columns = np.minimum(starts[b][:, None] + window, n - 1)
+        inside = np.cumsum(np.where(starts[b][:, None] + window < n, counts_sorted[np.arange(k)[:, None], columns], 0), axis=1)
+        j = (inside <= (position - before)[:, None]).sum(axis=1)
+        halves.append(sorted_values[starts[b] + j])
+    return 0.5 * (halves[0] + halves[1])
+
+
+def resample_statistics(values: dict[str, np.ndarray], *, groups: np.ndarray | None = None, n_boot: int = 1000,
+                        seed: int = 0, medians: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The mean (or, for names in `medians`, the median) of each vector over `n_boot` resamples.
+
+    All vectors share the resamples (joint resampling of queries, as the metrics describe the
+    same queries). With `groups`, whole groups are resampled and means are ratio estimates
+    (sum of values / number of queries of the drawn groups); medians need no groups.
+    Each chunk of resamples becomes a multiplicity matrix, so every mean is one matrix product
+    and every median one cumulative sum; memory stays bounded by `_MAX_DRAWN`.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(values)
+    out = {name: np.empty(n_boot) for name in names}
+    mean_names = [name for name in names if name not in medians]
     if groups is None:
-        n = len(values)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (B, n) resample multiplicities
-        return counts @ values / n
+        n = len(values[names[0]])
+        matrix = np.stack([np.asarray(values[name], dtype=np.float64) for name in mean_names], axis=1) if mean_names else None
+        orders = {name: np.argsort(values[name], kind="stable") for name in medians}
+        for rows, idx in _resample_chunks(n, n_boot, rng):
+            counts = _counts(idx, n)
+            if matrix is not None:
+                means = counts.astype(np.float64) @ matrix / n
+                for j, name in enumerate(mean_names):
+                    out[name][rows] = means[:, j]
+            for name, order in orders.items():
+                out[name][rows] = _weighted_medians(np.asarray(values[name], dtype=np.float64)[order],
+                                                    np.take(counts, order, axis=1), n)
+        return out
+    if medians:
+        raise ValueError("group bootstrap of a median is not supported")
     _, codes = np.unique(groups, return_inverse=True)
-    sums = np.bincount(codes, weights=values)
     sizes = np.bincount(codes).astype(np.float64)
-    g = len(sums)
-    counts = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot)
-    return (counts @ sums) / (counts @ sizes)
+    sums = np.stack([np.bincount(codes, weights=values[name]) for name in names], axis=1)
+    g = len(sizes)
+    for rows, idx in _resample_chunks(g, n_boot, rng):
+        counts = _counts(idx, g).astype(np.float64)
+        ratios = (counts @ sums) / (counts @ sizes)[:, None]
+        for j, name in enumerate(names):
+            out[name][rows] = ratios[:, j]
+    return out
+
+
+def _resample_means(values: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int) -> np.ndarray:
+    return resample_statistics({"v": values}, groups=groups, n_boot=n_boot, seed=seed)["v"]
+
+
+def interval(stats: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
 
 
 def bootstrap_mean(values, *, groups=None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> Estimate:
@@ -45,22 +121,18 @@ def bootstrap_mean(values, *, groups=None, n_boot: int = 1000, seed: int = 0, al
     if len(values) == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0, 0 if groups is not None else None)
     groups_arr = None if groups is None else np.asarray(groups)
-    point = float(values.mean())
-    stats = _resample_means(values, groups_arr, n_boot, np.random.default_rng(seed))
-    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    low, high = interval(_resample_means(values, groups_arr, n_boot, seed), alpha)
     n_groups = None if groups_arr is None else int(len(np.unique(groups_arr)))
-    return Estimate(point, float(low), float(high), int(len(values)), n_groups)
+    return Estimate(float(values.mean()), low, high, int(len(values)), n_groups)
 
 
 def bootstrap_median(values, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> Estimate:
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    stats = np.median(values[idx], axis=1)
-    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
-    return Estimate(float(np.median(values)), float(low), float(high), int(len(values)))
+    stats = resample_statistics({"v": values}, n_boot=n_boot, seed=seed, medians=("v",))["v"]
+    low, high = interval(stats, alpha)
+    return Estimate(float(np.median(values)), low, high, int(len(values)))
 
 
 @dataclass(frozen=True)
@@ -83,7 +155,7 @@ def paired_bootstrap(a, b, *, groups=None, n_boot: int = 1000, seed: int = 0, al
     if a.shape != b.shape:
         raise ValueError(f"paired bootstrap needs the same queries for both systems: {a.shape} vs {b.shape}")
     diff = a - b
-    stats = _resample_means(diff, None if groups is None else np.asarray(groups), n_boot, np.random.default_rng(seed))
-    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    stats = _resample_means(diff, None if groups is None else np.asarray(groups), n_boot, seed)
+    low, high = interval(stats, alpha)
     p = 2 * min(np.mean(stats <= 0), np.mean(stats >= 0))
     return PairedDifference(float(diff.mean()), float(low), float(high), float(min(1.0, p)), int(len(diff)))

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from benchmark.bootstrap import bootstrap_mean, bootstrap_median
+from benchmark.bootstrap import Estimate, bootstrap_mean, bootstrap_median, interval, resample_statistics
 
 RECALL_KS = (1, 5, 10)
 CURVE_MAX_K = 50
@@ -84,13 +84,28 @@ def per_query_values(ranks: np.ndarray, grouped: bool, ks=RECALL_KS) -> dict[str
 
 
 def summarize(values: dict[str, np.ndarray], groups: np.ndarray | None, *, n_boot: int, seed: int) -> dict[str, dict]:
-    """Point estimates with 95% bootstrap CIs (whole groups resampled when `groups` is given)."""
-    out = {}
-    for name, vector in values.items():
-        if name == "median_rank":
-            out[name] = bootstrap_median(vector, n_boot=n_boot, seed=seed).as_dict()
-        else:
-            out[name] = bootstrap_mean(vector, groups=groups, n_boot=n_boot, seed=seed).as_dict()
+    """Point estimates with 95% bootstrap CIs from one set of resamples shared by all metrics
+    (whole groups resampled when `groups` is given; the median rank always resamples queries)."""
+    vectors = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+    n = len(next(iter(vectors.values()))) if vectors else 0
+    if n == 0:
+        return {name: (bootstrap_median(v, n_boot=n_boot, seed=seed) if name == "median_rank"
+                       else bootstrap_mean(v, groups=groups, n_boot=n_boot, seed=seed)).as_dict() for name, v in vectors.items()}
+    group_arr = None if groups is None else np.asarray(groups)
+    if group_arr is None:
+        stats = resample_statistics(vectors, n_boot=n_boot, seed=seed, medians=("median_rank",))
+    else:  # groups for the means; the median rank resamples queries (the same draws as without groups)
+        means = {name: v for name, v in vectors.items() if name != "median_rank"}
+        stats = resample_statistics(means, groups=group_arr, n_boot=n_boot, seed=seed) if means else {}
+        if "median_rank" in vectors:
+            stats.update(resample_statistics({"median_rank": vectors["median_rank"]}, n_boot=n_boot, seed=seed,
+                                              medians=("median_rank",)))
+    n_groups = None if group_arr is None else int(len(np.unique(group_arr)))
+    out: dict[str, dict] = {}
+    for name, vector in vectors.items():
+        point = float(np.median(vector)) if name == "median_rank" else float(vector.mean())
+        low, high = interval(stats[name])
+        out[name] = Estimate(point, low, high, n, None if name == "median_rank" else n_groups).as_dict()
     return out
 
 

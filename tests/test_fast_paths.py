@@ -116,3 +116,34 @@ def test_in_batch_duplicates_equal_the_dense_false_negative_masks():
         assert torch.equal(listed, mask)
         found += len(rows)
     assert found > 50
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 1025, 4099])
+def test_bootstrap_multiplicities_equal_plain_resampling(n):
+    """Means by matrix product and medians by cumulative counts equal v[idx].mean() / np.median(v[idx])."""
+    from benchmark.bootstrap import _resample_chunks, resample_statistics
+
+    rng = np.random.default_rng(n)
+    ranks = rng.integers(2, 80, n) / 2.0
+    hits = (ranks <= 5).astype(float)
+    stats = resample_statistics({"rank": ranks, "hit": hits}, n_boot=300, seed=3, medians=("rank",))
+    plain_median, plain_mean = [], []
+    for _, idx in _resample_chunks(n, 300, np.random.default_rng(3)):
+        plain_median += list(np.median(ranks[idx], axis=1))
+        plain_mean += list(hits[idx].mean(axis=1))
+    np.testing.assert_array_equal(stats["rank"], plain_median)
+    np.testing.assert_allclose(stats["hit"], plain_mean, rtol=1e-12)
+
+
+def test_group_bootstrap_equals_plain_group_resampling():
+    from benchmark.bootstrap import _resample_chunks, resample_statistics
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 40, 500)
+    values = rng.random(500)
+    stats = resample_statistics({"v": values}, groups=groups, n_boot=200, seed=5)["v"]
+    labels, codes = np.unique(groups, return_inverse=True)
+    sums, sizes = np.bincount(codes, weights=values), np.bincount(codes)
+    plain = [sums[row].sum() / sizes[row].sum()
+             for _, idx in _resample_chunks(len(labels), 200, np.random.default_rng(5)) for row in idx]
+    np.testing.assert_allclose(stats, plain, rtol=1e-12)

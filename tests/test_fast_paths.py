@@ -147,3 +147,25 @@ def test_group_bootstrap_equals_plain_group_resampling():
     plain = [sums[row].sum() / sizes[row].sum()
              for _, idx in _resample_chunks(len(labels), 200, np.random.default_rng(5)) for row in idx]
     np.testing.assert_allclose(stats, plain, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("row_chunk", "col_chunk"), [(7, 5), (64, 32), (4096, 4096)])
+def test_one_pass_ranking_equals_two_reference_passes(row_chunk, col_chunk):
+    """Both directions from one blocked pass equal `rank_of_best_positive` run per direction,
+    with several positives per query, exact ties (duplicate embeddings) and shuffled ids."""
+    from benchmark.metrics import positive_matrix, rank_both_directions, rank_of_best_positive
+
+    rng = np.random.default_rng(0)
+    n_t, n_m = 90, 60
+    texts = F.normalize(torch.randn(n_t, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    mols = F.normalize(torch.randn(n_m, 8, generator=torch.Generator().manual_seed(2)), dim=1)
+    mols[10] = mols[11]  # identical molecules: exact ties
+    texts[5] = texts[6] = texts[7]
+    text_pos = np.concatenate([np.arange(n_t), rng.integers(0, n_t, 40)])
+    mol_pos = np.concatenate([rng.permutation(np.resize(np.arange(n_m), n_t)), rng.integers(0, n_m, 40)])
+    t_ranks, m_ranks = rank_both_directions(texts, mols, text_pos, mol_pos, row_chunk=row_chunk, col_chunk=col_chunk)
+    ref_t = rank_of_best_positive(texts, mols, positive_matrix(text_pos, mol_pos, n_t, n_m))
+    ref_m = rank_of_best_positive(mols, texts, positive_matrix(mol_pos, text_pos, n_m, n_t))
+    np.testing.assert_array_equal(t_ranks, ref_t)
+    np.testing.assert_array_equal(m_ranks, ref_m)
+    assert (ref_t % 1 == 0.5).any() or (ref_m % 1 == 0.5).any()  # ties were exercised

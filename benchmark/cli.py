@@ -131,11 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--experiment", action="append", help="experiment name (repeatable; default: every benchmark-* experiment)")
     p_rep.add_argument("--out", default="reports", help="output folder (default: reports/)")
 
-    p_perf = sub.add_parser("perf", help="measure training speed (dense vs sparse fingerprint head); writes reports/perf.md")
+    p_perf = sub.add_parser("perf", help="measure speed (trial, Tune overhead, cache, encoding, evaluation, bootstrap, "
+                                         "scaling) against the straightforward implementations; writes reports/perf.md")
     p_perf.add_argument("--data")
     p_perf.add_argument("--repeats", type=int, default=3)
     p_perf.add_argument("--epochs", type=int, default=100)
-    p_perf.add_argument("--device", default="cpu")
+    p_perf.add_argument("--device", default="cpu", help="cpu (GPU rows are added when CUDA is present) or cuda")
+    p_perf.add_argument("--sections", help="comma-separated subset (default: all) of trial, tune, cache, encoding, "
+                                           "evaluation, bootstrap, scaling")
+    p_perf.add_argument("--tune-trials", type=int, default=16)
+    p_perf.add_argument("--max-pairs", type=int, default=100_000, help="largest evaluation / scaling size")
+    p_perf.add_argument("--compare-pairs", type=int, default=10_000, help="size at which evaluation is compared with the reference")
     p_perf.add_argument("--out", default="reports/perf.md")
 
     p_dl = sub.add_parser("download-chembl", help="download approved drugs and mechanisms from the ChEMBL web services")
@@ -289,9 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "perf":
-            from benchmark.perf import run_perf
+            from benchmark.perf import SECTIONS, run_perf
 
-            print(run_perf(data=args.data, repeats=args.repeats, epochs=args.epochs, out=args.out, device=args.device))
+            sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else SECTIONS
+            run_perf(data=args.data, repeats=args.repeats, epochs=args.epochs, out=args.out, device=args.device,
+                     sections=sections, tune_trials=args.tune_trials, max_pairs=args.max_pairs,
+                     compare_pairs=args.compare_pairs)
             return 0
         if args.command == "report":
             return cmd_report(args)

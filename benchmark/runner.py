@@ -274,7 +274,10 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
         callback = TrialCallback(tracker, parents, {t.name: t.primary_key for t in group}, state["run_uid"], space, progress)
         tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, space,
                            callbacks=[callback], resume=options.resume)
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        finally:
+            callback.flush()  # trial runs still queued for MLflow
         n_failed = sum(1 for r in grid if r.error is not None)
         finals: dict[str, FinalOutcome] = {}
         for task in group:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -114,6 +116,11 @@ def bridge_trainable(config: dict, payload: TrialPayload) -> None:
     """One Tune trial: train, validate every `eval_every` epochs, report (validation only)."""
     from ray import tune
 
+    tuning_trial(config, payload, tune.report)
+
+
+def tuning_trial(config: dict, payload: TrialPayload, report: Callable[[dict], None]) -> None:
+    """The work of one trial, without Ray (`perf` times it bare to measure Tune's overhead)."""
     torch.set_num_threads(max(1, payload.threads))
     cfg = payload.space.trial_config(config)
     data = payload.data[payload.key(cfg)]
@@ -126,7 +133,7 @@ def bridge_trainable(config: dict, payload: TrialPayload) -> None:
 
     def validate_and_report(epoch: int, bridge, loss: float | None) -> None:
         values = validate(bridge, mol_x, text_x, data, val)
-        tune.report({"epoch": epoch, "loss": loss, "loss_history": list(pending), "device": str(device),
+        report({"epoch": epoch, "loss": loss, "loss_history": list(pending), "device": str(device),
                      **{f"val/{k}": v for k, v in values.items()}, OBJECTIVE: objective_of(values, payload.objective_keys)})
         pending.clear()
 
@@ -145,6 +152,46 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+@dataclass
+class _TrialSnapshot:
+    trial_id: str
+    config: dict
+    error_file: str
+
+
+class BackgroundWriter:
+    """One daemon thread running submitted writes in order; `flush` waits for them and re-raises
+    the first failure (so an unusable tracking store still stops the run)."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mlflow-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                if self._error is None:
+                    fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller at the next flush
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def submit(self, fn: Callable, *args) -> None:
+        if self._error is not None:
+            self.flush()
+        self._queue.put((fn, args))
+
+    def flush(self) -> None:
+        self._queue.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 class TrialCallback(Callback):
     """Driver-side: logs each finished or failed trial to MLflow (once per task) and prints progress."""
 
@@ -154,13 +201,29 @@ class TrialCallback(Callback):
         self.space, self.progress = space, progress
         self.results: dict[str, list[dict]] = {}
         self.best: dict[str, float] = {}
+        self._writer: BackgroundWriter | None = None
 
     def __getstate__(self):
-        # Tune pickles callbacks with its experiment state: keep a custom progress function out of it
+        # Tune pickles callbacks with its experiment state: keep a custom progress function and
+        # the writer thread out of it
         state = dict(self.__dict__)
         if state.get("progress") not in (None, say):
             state["progress"] = say
+        state["_writer"] = None
         return state
+
+    def get_state(self):
+        """Tune calls this before it saves experiment state: every trial it records as finished
+        is then in MLflow too (a resumed run never skips logging a trial)."""
+        self.flush()
+        return None
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         keep = {k: v for k, v in result.items() if k in ("epoch", "loss", "loss_history", OBJECTIVE) or k.startswith("val/")}
@@ -180,8 +243,11 @@ class TrialCallback(Callback):
                 value = last.get(f"val/{key}")
                 if value is not None and value > self.best.get(task, -math.inf):
                     self.best[task] = value
-        if self.tracker is not None:
-            self._log(trial, history, failed)
+        if self.tracker is not None:  # MLflow writes happen on a driver thread, off Tune's event loop
+            if self._writer is None:
+                self._writer = BackgroundWriter()
+            snapshot = _TrialSnapshot(trial.trial_id, dict(trial.config), str(getattr(trial, "error_file", "") or ""))
+            self._writer.submit(self._log, snapshot, list(history), failed)
         if self.progress:
             counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
             for t in trials:
@@ -194,7 +260,7 @@ class TrialCallback(Callback):
             self.progress(f"  trials: {counts['done']} done, {counts['running']} running, {counts['failed']} failed"
                           f"{', ' + str(counts['pending']) + ' pending' if counts['pending'] else ''}; best val: {best or '-'}")
 
-    def _log(self, trial, history: list[dict], failed: bool) -> None:
+    def _log(self, trial: _TrialSnapshot, history: list[dict], failed: bool) -> None:
         try:
             cfg = self.space.trial_config(trial.config)
             params, encoders = cfg.flat(), f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}"
@@ -215,7 +281,7 @@ class TrialCallback(Callback):
             run_id = self.tracker.start_run(f"trial-{trial.trial_id}", {
                 "run_uid": self.run_uid, "task": task, "trial_id": trial.trial_id, "stage": "trial",
                 "status": "failed" if failed else "finished", "primary_metric": self.task_keys[task], "encoders": encoders,
-                **({"error": str(getattr(trial, "error_file", "") or "trial raised")} if failed else {}),
+                **({"error": trial.error_file or "trial raised"} if failed else {}),
             }, parent_id=parent)
             self.tracker.log(run_id, params={**params, **terms}, steps=steps)
             self.tracker.end(run_id, "FAILED" if failed else "FINISHED")

@@ -104,6 +104,9 @@ def test_transformers_encoder_from_local_folder(tiny_bert):
     # length-sorted batching must return rows in input order: same vectors one at a time
     single = build_encoder("hf-text", model=str(tiny_bert), pooling="mean", batch_size=1)
     np.testing.assert_allclose(single.encode(texts), a, atol=1e-5)
+    unsorted = build_encoder("hf-text", model=str(tiny_bert), pooling="mean", batch_size=2)
+    unsorted.sort_by_length = False
+    np.testing.assert_allclose(unsorted.encode(texts), a, atol=1e-5)
 
 
 def test_chemberta_path_takes_a_local_smiles_model(tiny_bert):

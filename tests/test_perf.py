@@ -1,0 +1,30 @@
+"""`python -m benchmark perf` end to end at toy sizes: every section runs and writes its table.
+
+Figures themselves are not asserted (speed lives in the benchmark, not in unit tests); the fast
+paths' equality with the reference implementations is tested in test_fast_paths.py.
+"""
+
+import pytest
+
+from benchmark.errors import UnknownNameError
+from benchmark.perf import SECTIONS, run_perf
+
+
+def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_local):
+    out = tmp_path / "reports" / "perf.md"
+    text = run_perf(data=str(tiny_csv), repeats=1, epochs=2, out=str(out), sections=SECTIONS, tune_trials=2,
+                    max_pairs=700, compare_pairs=300)
+    assert out.read_text() == text
+    for heading in ("## One bridge trial (cpu)", "## Ray Tune overhead", "## Embedding cache",
+                    "## Text encoding throughput", "## Evaluation: ranking both directions", "## Bootstrap",
+                    "## How cost grows", "## Targets"):
+        assert heading in text
+    assert "identical ranks in this run: True" in text
+    assert "| 2 | 0 | 0.000 |" in text  # the second preparation encodes nothing
+    assert "| 2/2 |" in text  # both Tune trials finished
+    assert (out.parent / "perf_scaling.png").stat().st_size > 1000
+
+
+def test_perf_refuses_unknown_sections(tmp_path):
+    with pytest.raises(UnknownNameError, match="evaluaton"):
+        run_perf(sections=("evaluaton",), out=str(tmp_path / "perf.md"))

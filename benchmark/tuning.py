@@ -84,6 +84,8 @@ def trial_device() -> str:
     """The GPU Ray assigned to this trial (CUDA_VISIBLE_DEVICES is set by Ray), else the CPU."""
     import ray
 
+    if not ray.is_initialized():  # a trial run without Ray (perf's bare trials) must not start one
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         gpu_ids = ray.get_gpu_ids()
     except Exception:

@@ -299,20 +299,32 @@ def reference_ranks(texts: torch.Tensor, mols: torch.Tensor, pairs: np.ndarray) 
             rank_of_best_positive(mols, texts, positive_matrix(pairs, pairs, n_m, n_t)))
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image (VmHWM). Unlike ru_maxrss, which Linux carries
+    over exec from the forking parent, it starts afresh in a spawned child."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _evaluation_child(n: int, device: str, queue) -> None:
     from benchmark.metrics import rank_both_directions
 
     torch.set_num_threads(os.cpu_count() or 1)
     texts, mols = synthetic_embeddings(n)
     texts, mols = texts.to(device), mols.to(device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mb()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     text_ranks, _ = rank_both_directions(texts, mols, np.arange(n), np.arange(n))
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
     queue.put((seconds, before, peak, gpu_peak, float((text_ranks <= 1).mean())))
 
@@ -323,7 +335,13 @@ def evaluation_in_fresh_process(n: int, device: str = "cpu") -> tuple[float, flo
     queue = context.Queue()
     process = context.Process(target=_evaluation_child, args=(n, device, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Exception:  # queue.Empty: is the child still there?
+            if not process.is_alive():
+                raise RuntimeError(f"the evaluation process for n = {n} died (exit code {process.exitcode})") from None
     process.join()
     return result
 

@@ -16,9 +16,9 @@ rows are the same molecule / the same text / the same target, so that in-batch d
   L_u2c = KL(P^tt || P^mt) + KL(P^mm || P^tm), with the uni-modal sides detached
   (the paper does not let cross-modal distributions supervise uni-modal ones).
 
-`fused_info_nce` is the same symmetric InfoNCE (with margin, without hard-negative weights) as
-one autograd function whose backward is the closed form (softmax_rows + softmax_cols - 2I) / 2BT:
-a few passes over the B x B matrix instead of autograd's dozen (tested equal, gradcheck).
+`fused_info_nce` is the same symmetric InfoNCE (margin, hard-negative weights) as one autograd
+function whose backward is the closed form (softmax_rows + softmax_cols - 2I) / 2BT: a few
+passes over the B x B matrix instead of autograd's dozen (tested equal, gradcheck).
 """
 
 from __future__ import annotations
@@ -91,6 +91,25 @@ class InBatchDuplicates:
         return [(rows[bounds[b]:bounds[b + 1]], cols[bounds[b]:bounds[b + 1]]) for b in range(n_batches)]
 
 
+def hard_negatives(cfg: LossConfig) -> bool:
+    return bool(cfg.hard_negative_beta) or cfg.same_target_weight != 1.0
+
+
+@torch.no_grad()
+def negative_log_weights(sim: torch.Tensor, ids: BatchIds, cfg: LossConfig, excluded: torch.Tensor) -> torch.Tensor:
+    """Log-weights added to each row's negative logits (0 on the diagonal and excluded pairs)."""
+    eye = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
+    negatives = ~eye & ~excluded
+    log_w = cfg.hard_negative_beta * sim
+    log_w = log_w.masked_fill(~negatives, float("-inf"))
+    # normalise so the mean weight over a row's negatives is 1 (plain InfoNCE when beta = 0)
+    count = negatives.sum(1, keepdim=True).clamp(min=1)
+    log_w = log_w - (torch.logsumexp(log_w, dim=1, keepdim=True) - torch.log(count.to(sim.dtype)))
+    if cfg.same_target_weight != 1.0:
+        log_w = log_w + ids.same_target().to(sim.dtype) * torch.log(torch.tensor(cfg.same_target_weight))
+    return torch.where(negatives, log_w, torch.zeros_like(log_w))
+
+
 def _directional_nce(sim: torch.Tensor, ids: BatchIds, cfg: LossConfig, excluded: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each row's positive (the diagonal) against that row's weighted negatives."""
     n = sim.shape[0]
@@ -98,18 +117,8 @@ def _directional_nce(sim: torch.Tensor, ids: BatchIds, cfg: LossConfig, excluded
     logits = sim / cfg.temperature
     if cfg.margin:
         logits = logits - eye * (cfg.margin / cfg.temperature)
-    negatives = ~eye & ~excluded
-    if cfg.hard_negative_beta or cfg.same_target_weight != 1.0:
-        with torch.no_grad():
-            log_w = cfg.hard_negative_beta * sim
-            log_w = log_w.masked_fill(~negatives, float("-inf"))
-            # normalise so the mean weight over a row's negatives is 1 (plain InfoNCE when beta = 0)
-            count = negatives.sum(1, keepdim=True).clamp(min=1)
-            log_w = log_w - (torch.logsumexp(log_w, dim=1, keepdim=True) - torch.log(count.to(sim.dtype)))
-            if cfg.same_target_weight != 1.0:
-                log_w = log_w + ids.same_target().to(sim.dtype) * torch.log(torch.tensor(cfg.same_target_weight))
-            log_w = torch.where(negatives, log_w, torch.zeros_like(log_w))
-        logits = logits + log_w
+    if hard_negatives(cfg):
+        logits = logits + negative_log_weights(sim, ids, cfg, excluded)
     logits = logits.masked_fill(excluded, float("-inf"))
     target = torch.arange(n, device=sim.device)
     return F.cross_entropy(logits, target)
@@ -128,15 +137,26 @@ _MAX_SPREAD = 80.0
 class _SymmetricInfoNCE(torch.autograd.Function):
     """Both directions of InfoNCE over one logits matrix; backward in closed form.
 
-    Inputs are unit vectors, so logits lie in [-(1 + margin) / T, 1 / T]. When that spread is
-    at most `_MAX_SPREAD`, exp(logits - 1/T) can neither overflow nor underflow to zero, and one
-    exponential serves both softmaxes (row sums and column sums); otherwise row-wise and
-    column-wise logsumexp are used.
+    Inputs are unit vectors, so logits lie in [-(1 + margin) / T, 1 / T]. Without hard-negative
+    weights and when that spread is at most `_MAX_SPREAD`, exp(logits - 1/T) can neither overflow
+    nor underflow to zero, and one exponential serves both softmaxes (row sums and column sums).
+    Otherwise each direction takes its own logsumexp: with hard negatives, rows add the row
+    anchors' log-weights and columns the column anchors' (detached, as in `info_nce`).
     """
 
     @staticmethod
-    def forward(ctx, text, mol, excluded, inv_t: float, shift: float):  # type: ignore[override]
-        logits = torch.mm(text, mol.t()).mul_(inv_t)
+    def forward(ctx, text, mol, excluded, inv_t: float, shift: float, weighting):  # type: ignore[override]
+        logits = torch.mm(text, mol.t())
+        row_w = col_w = None
+        if weighting is not None:  # (ids, cfg): log-weights from the raw similarities
+            ids, cfg = weighting
+            mask = excluded
+            if isinstance(excluded, tuple):
+                mask = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+                mask[excluded] = True
+            row_w = negative_log_weights(logits, ids, cfg, mask)
+            col_w = negative_log_weights(logits.t(), ids, cfg, mask.t()).t()
+        logits.mul_(inv_t)
         if shift:
             logits.diagonal().sub_(shift)
         if isinstance(excluded, tuple):
@@ -144,41 +164,43 @@ class _SymmetricInfoNCE(torch.autograd.Function):
         elif excluded is not None:
             logits.masked_fill_(excluded, float("-inf"))
         diagonal = logits.diagonal().clone()
-        one_exp = (2.0 * inv_t + shift) <= _MAX_SPREAD
+        one_exp = row_w is None and (2.0 * inv_t + shift) <= _MAX_SPREAD
         if one_exp:
             weights = logits.sub_(inv_t).exp_()  # masked entries -> 0
             lse_rows = weights.sum(1).log_().add_(inv_t)
             lse_cols = weights.sum(0).log_().add_(inv_t)
+            saved = (weights, weights)
         else:
-            weights = logits
-            lse_rows, lse_cols = torch.logsumexp(logits, 1), torch.logsumexp(logits, 0)
+            rows = logits if row_w is None else logits + row_w
+            cols = logits if col_w is None else logits.add_(col_w)
+            lse_rows, lse_cols = torch.logsumexp(rows, 1), torch.logsumexp(cols, 0)
+            saved = (rows, cols)
         loss = 0.5 * ((lse_rows - diagonal).mean() + (lse_cols - diagonal).mean())
-        ctx.save_for_backward(text, mol, weights, lse_rows, lse_cols)
+        ctx.save_for_backward(text, mol, *saved, lse_rows, lse_cols)
         ctx.inv_t, ctx.one_exp = inv_t, one_exp
         return loss
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        text, mol, weights, lse_rows, lse_cols = ctx.saved_tensors
-        n = weights.shape[0]
+        text, mol, rows, cols, lse_rows, lse_cols = ctx.saved_tensors
+        n = rows.shape[0]
         if ctx.one_exp:  # softmax_rows + softmax_cols = E * (1 / rowsum + 1 / colsum)
             inv_t = ctx.inv_t
             g = torch.exp(inv_t - lse_rows)[:, None] + torch.exp(inv_t - lse_cols)[None, :]
-            g.mul_(weights)
+            g.mul_(rows)
         else:
-            g = (weights - lse_rows[:, None]).exp_()
-            g.add_((weights - lse_cols[None, :]).exp_())
+            g = (rows - lse_rows[:, None]).exp_()
+            g.add_((cols - lse_cols[None, :]).exp_())
         g.diagonal().sub_(2.0)
         g.mul_(grad * (0.5 * ctx.inv_t / n))
-        return g @ mol, g.t() @ text, None, None, None
+        return g @ mol, g.t() @ text, None, None, None, None
 
 
 def fused_info_nce(mol: torch.Tensor, text: torch.Tensor, ids: BatchIds, cfg: LossConfig) -> torch.Tensor:
-    """`info_nce` for configurations without hard-negative weighting, with a closed-form backward."""
-    if cfg.hard_negative_beta or cfg.same_target_weight != 1.0:
-        raise ValueError("fused_info_nce has no hard-negative weighting; use info_nce")
+    """`info_nce` (margin, hard-negative weighting, in-batch duplicates) with a closed-form backward."""
     excluded = ids.duplicates if ids.duplicates is not None else ids.false_negatives()
-    return _SymmetricInfoNCE.apply(text, mol, excluded, 1.0 / cfg.temperature, cfg.margin / cfg.temperature)
+    weighting = (ids, cfg) if hard_negatives(cfg) else None
+    return _SymmetricInfoNCE.apply(text, mol, excluded, 1.0 / cfg.temperature, cfg.margin / cfg.temperature, weighting)
 
 
 def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -201,12 +223,11 @@ def total_loss(mol: torch.Tensor, text: torch.Tensor, ids: BatchIds, cfg: LossCo
                fused: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted sum of the switched-on terms, and each term's value (detached, for logging).
 
-    `fused` uses `fused_info_nce` where it applies (no hard-negative weighting).
+    `fused` uses `fused_info_nce` (same values and gradients as `info_nce`, tested).
     """
     parts: dict[str, torch.Tensor] = {}
     if cfg.infonce_weight:
-        plain = not cfg.hard_negative_beta and cfg.same_target_weight == 1.0
-        nce = fused_info_nce if fused and plain else info_nce
+        nce = fused_info_nce if fused else info_nce
         parts["infonce"] = cfg.infonce_weight * nce(mol, text, ids, cfg)
     if cfg.u2u_weight or cfg.u2c_weight:
         u2u, u2c = second_order(mol, text, cfg)

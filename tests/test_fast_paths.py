@@ -25,12 +25,15 @@ def _unit(n, d, seed, dtype=torch.float32):
     return F.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=-1)
 
 
-@pytest.mark.parametrize(("temperature", "margin"), [(0.07, 0.0), (0.1, 0.2), (0.015, 0.0), (0.02, 0.3)])
-def test_fused_info_nce_matches_autograd_reference(temperature, margin):
-    # 0.015 and (0.02, 0.3) exceed the one-exponential spread and use the logsumexp branch
+@pytest.mark.parametrize(("temperature", "margin", "beta", "same_target"),
+                         [(0.07, 0.0, 0.0, 1.0), (0.1, 0.2, 0.0, 1.0), (0.015, 0.0, 0.0, 1.0), (0.02, 0.3, 0.0, 1.0),
+                          (0.07, 0.0, 2.0, 1.0), (0.05, 0.1, 1.5, 2.5), (0.07, 0.0, 0.0, 3.0)])
+def test_fused_info_nce_matches_autograd_reference(temperature, margin, beta, same_target):
+    # 0.015 and (0.02, 0.3) exceed the one-exponential spread; hard negatives take per-direction logsumexps
     ids = _ids_with_duplicates(24, seed=1)
-    assert ids.false_negatives().any()
-    cfg = LossConfig(temperature=temperature, margin=margin)
+    ids.group = torch.randint(0, 4, (24,), generator=torch.Generator().manual_seed(9))
+    assert ids.false_negatives().any() and ids.same_target().any()
+    cfg = LossConfig(temperature=temperature, margin=margin, hard_negative_beta=beta, same_target_weight=same_target)
     results = []
     for fn in (info_nce, fused_info_nce):
         mol = _unit(24, 16, 2, torch.float64).requires_grad_()
@@ -42,19 +45,27 @@ def test_fused_info_nce_matches_autograd_reference(temperature, margin):
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("inv_t", [1 / 0.07, 1 / 0.01])
-def test_fused_info_nce_gradcheck(inv_t):
+@pytest.mark.parametrize(("temperature", "beta"), [(0.07, 0.0), (0.01, 0.0)])
+def test_fused_info_nce_gradcheck(temperature, beta):
+    # hard-negative weights are detached by design (as in info_nce), so their gradient is not the
+    # numerical one: those configurations are checked against info_nce above instead
     ids = _ids_with_duplicates(10, seed=4)
+    cfg = LossConfig(temperature=temperature, margin=0.1, hard_negative_beta=beta)
     mol = _unit(10, 6, 5, torch.float64).requires_grad_()
     text = _unit(10, 6, 6, torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t, m: _SymmetricInfoNCE.apply(t, m, ids.false_negatives(), inv_t, 0.1 * inv_t),
-                                    (text, mol))
+    weighting = (ids, cfg) if beta else None
+    assert torch.autograd.gradcheck(
+        lambda t, m: _SymmetricInfoNCE.apply(t, m, ids.false_negatives(), 1 / temperature, 0.1 / temperature, weighting),
+        (text, mol))
 
 
-def test_fused_info_nce_refuses_hard_negative_terms():
-    ids = _ids_with_duplicates(8, seed=0)
-    with pytest.raises(ValueError, match="hard-negative"):
-        fused_info_nce(_unit(8, 4, 0), _unit(8, 4, 1), ids, LossConfig(hard_negative_beta=1.0))
+def test_in_batch_duplicate_lists_and_dense_masks_give_the_same_fused_loss():
+    ids = _ids_with_duplicates(16, seed=2)
+    rows, cols = torch.nonzero(ids.false_negatives(), as_tuple=True)
+    listed = BatchIds(ids.mol, ids.text, ids.group, (rows, cols))
+    for cfg in (LossConfig(), LossConfig(hard_negative_beta=1.0)):
+        torch.testing.assert_close(fused_info_nce(_unit(16, 4, 0), _unit(16, 4, 1), listed, cfg),
+                                   fused_info_nce(_unit(16, 4, 0), _unit(16, 4, 1), ids, cfg))
 
 
 def test_unit_rows_matches_normalize_and_gradcheck():

@@ -65,5 +65,6 @@ def test_a_killed_trial_is_retried_then_recorded_and_the_study_goes_on(ray_one_l
     failed = [r for r in grid if r.error is not None]
     finished = [r for r in grid if r.error is None]
     assert len(grid) == 6 and failed and finished
-    assert all(r.config["loss"]["temperature"] > 0.08 for r in failed)
-    assert all(r.metrics["objective"] == 1.0 for r in finished)
+    # only the killing value fails; Ray may leave `config` empty for a trial that died before reporting
+    assert all(r.config["loss"]["temperature"] < 0.08 and r.metrics["objective"] == 1.0 for r in finished)
+    assert all(r.config["loss"]["temperature"] > 0.08 for r in failed if r.config is not None)

@@ -171,21 +171,16 @@ def per_query_values(ranks: np.ndarray, grouped: bool, ks=RECALL_KS) -> dict[str
 
 def summarize(values: dict[str, np.ndarray], groups: np.ndarray | None, *, n_boot: int, seed: int) -> dict[str, dict]:
     """Point estimates with 95% bootstrap CIs from one set of resamples shared by all metrics
-    (whole groups resampled when `groups` is given; the median rank always resamples queries)."""
+    (whole groups resampled when `groups` is given)."""
     vectors = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
     n = len(next(iter(vectors.values()))) if vectors else 0
     if n == 0:
         return {name: (bootstrap_median(v, n_boot=n_boot, seed=seed) if name == "median_rank"
                        else bootstrap_mean(v, groups=groups, n_boot=n_boot, seed=seed)).as_dict() for name, v in vectors.items()}
     group_arr = None if groups is None else np.asarray(groups)
-    if group_arr is None:
-        stats = resample_statistics(vectors, n_boot=n_boot, seed=seed, medians=("median_rank",))
-    else:  # groups for the means; the median rank resamples queries (the same draws as without groups)
-        means = {name: v for name, v in vectors.items() if name != "median_rank"}
-        stats = resample_statistics(means, groups=group_arr, n_boot=n_boot, seed=seed) if means else {}
-        if "median_rank" in vectors:
-            stats.update(resample_statistics({"median_rank": vectors["median_rank"]}, n_boot=n_boot, seed=seed,
-                                              medians=("median_rank",)))
+    # grouped modes carry no median rank (`per_query_values`), so one call serves every metric
+    stats = resample_statistics(vectors, groups=group_arr, n_boot=n_boot, seed=seed,
+                                medians=("median_rank",) if "median_rank" in vectors else ())
     n_groups = None if group_arr is None else int(len(np.unique(group_arr)))
     out: dict[str, dict] = {}
     for name, vector in vectors.items():

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from benchmark.errors import BenchmarkError, ConfigError
 
-LIST_KINDS = ("tasks", "suites", "search-spaces", "encoders", "splits", "text-fields", "heads", "losses")
+LIST_KINDS = ("tasks", "suites", "systems", "search-spaces", "encoders", "splits", "text-fields", "heads", "losses")
 
 
 def _parse_params(pairs: list[str] | None, flag: str) -> dict:
@@ -159,8 +159,8 @@ def cmd_list(kind: str) -> int:
     if kind != "all" and kind not in LIST_KINDS:
         raise UnknownNameError("list kind", kind, LIST_KINDS)
     show = LIST_KINDS if kind == "all" else (kind,)
-    if "tasks" in show or "suites" in show:
-        from benchmark.tasks import SUITES, TASKS, load_registry
+    if "tasks" in show or "suites" in show or "systems" in show:
+        from benchmark.tasks import SUITES, SYSTEMS, TASKS, load_registry
 
         load_registry()
     if "tasks" in show:
@@ -168,12 +168,22 @@ def cmd_list(kind: str) -> int:
         for name in TASKS.names():
             task = TASKS.get(name)
             leak = "  LEAKY" if task.leaky else ""
-            print(f"  {name:<24}{task.split.name:<10}{task.retrieval:<9}{task.primary_key}{leak}")
+            p = task.protocol
+            protocol = f"cv {p.folds}x{p.repeats}" if p.is_cv else "holdout"
+            print(f"  {name:<25}{task.split.name:<10}{task.retrieval:<9}{protocol:<10}{task.primary_key}{leak}")
     if "suites" in show:
         print("suites:")
         for name in SUITES.names():
             suite = SUITES.get(name)
-            print(f"  {name:<24}{suite.num_samples} trials/split, space {suite.search_space}: {', '.join(suite.tasks)}")
+            how = (f"systems {', '.join(suite.systems)}" if suite.systems
+                   else f"{suite.num_samples} trials/split, space {suite.search_space}")
+            print(f"  {name:<24}{how}: {', '.join(suite.tasks)}")
+    if "systems" in show:
+        print("systems:")
+        for name in SYSTEMS.names():
+            system = SYSTEMS.get(name)
+            budget = f"{system.num_samples} trials/fold" if system.num_samples > 1 else "fixed"
+            print(f"  {name:<24}{system.search_space:<16}{budget:<16}{system.description}")
     if "search-spaces" in show:
         from benchmark.search_space import available_search_spaces, load_search_space
 

@@ -98,3 +98,17 @@ class TrialConfig(_Strict):
     def flat(self) -> dict[str, Any]:
         """Dotted keys, for logging as parameters."""
         return flatten(self.model_dump())
+
+
+def short_config(cfg: TrialConfig) -> str:
+    """One line naming what a configuration changes, e.g. 'ecfp4+minilm linear T=0.07 lr=0.001 ep=100'."""
+    loss = cfg.loss
+    parts = [f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}", cfg.bridge.head, f"T={loss.temperature:.3g}"]
+    if loss.margin:
+        parts.append(f"m={loss.margin:.2g}")
+    if loss.hard_negative_beta or loss.same_target_weight != 1:
+        parts.append(f"hn={loss.hard_negative_beta:.2g}/{loss.same_target_weight:.2g}")
+    if loss.u2u_weight or loss.u2c_weight:
+        parts.append(f"so={loss.u2u_weight:.2g}/{loss.u2c_weight:.2g}")
+    parts.append(f"lr={cfg.optim.lr:.2g} ep={cfg.optim.epochs}")
+    return " ".join(parts)

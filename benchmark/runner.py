@@ -1,10 +1,16 @@
 """`python -m benchmark run`: every task of a suite tuned on validation data, tested once, logged.
 
-For each group of tasks that share a dataset and split: embeddings are computed once (cache),
-a Ray Tune study with Optuna search trains bridges and reports validation metrics, each task
-picks its best trial by its own primary metric (validation only), the chosen configuration is
-retrained with the task's final seeds and evaluated once on the test side, and everything goes
-to MLflow (parent run per task, child runs per trial and final seed) and to `results.json`.
+`run_suite` reads as its stages: start (validate options, tracking store, run state, Ray), plan
+(tasks grouped by dataset, split and protocol), then per group either
+
+- holdout (the paper's protocol): embeddings once (cache), a Ray Tune study with Optuna search
+  trains bridges and reports validation metrics, each task picks its best trial by its own
+  primary metric (validation only), the chosen configuration is retrained with the task's final
+  seeds and evaluated once on the test side; or
+- repeated cross-validation (`benchmark.cv`): the suite's systems on the same folds, tuned
+  inside each fold where they have a search space, each fit tested once, then compared;
+
+and everything goes to MLflow (parent run per task, child runs below it) and `results.json`.
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ from pathlib import Path
 import yaml
 
 from benchmark.cache import EmbeddingCache, atomic_write_bytes
-from benchmark.config import TrialConfig, flatten
+from benchmark.config import TrialConfig, flatten, short_config
 from benchmark.data.chembl import download_to_cache
 from benchmark.data.loaders import DATA_ENV, find_default_data, load_dataset
 from benchmark.errors import BenchmarkError, ConfigError, DownloadError
 from benchmark.finals import FinalOutcome, per_query_frame, run_finals
 from benchmark.search_space import load_search_space
 from benchmark.splits import make_split
-from benchmark.tasks import SuiteSpec, TaskSpec, get_suite, get_task
+from benchmark.names import (HOLDOUT, STAGE_FINAL, STAGE_TASK, TAG_CHOSEN_CONFIG, TAG_ENCODERS, TAG_FINAL_SEEDS,
+                             TAG_LEAKY, TAG_PRIMARY, TAG_PROTOCOL, TAG_RUN_UID, TAG_SPLIT_CHECKSUM, TAG_STAGE, TAG_TASK,
+                             TAG_TEXT_FIELD)
+from benchmark.tasks import SuiteSpec, TaskSpec, get_suite, get_system, get_task
 from benchmark.tracking import Tracker, check_reachable, default_tracking_uri, flatten_metrics, git_commit, parquet_bytes
 from benchmark.trial import prepare_trial_data
+
+from benchmark.tuning import OBJECTIVE
 
 log = logging.getLogger(__name__)
 STATE_FILE = "run_state.json"
@@ -49,19 +60,6 @@ def resolve_data(data: str | None, *, allow_download: bool = True) -> Path:
         except DownloadError as exc:
             log.info("ChEMBL download unavailable (%s...); using the offline snapshot", str(exc)[:90])
     return find_default_data()
-
-
-def short_config(cfg: TrialConfig) -> str:
-    loss = cfg.loss
-    parts = [f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}", cfg.bridge.head, f"T={loss.temperature:.3g}"]
-    if loss.margin:
-        parts.append(f"m={loss.margin:.2g}")
-    if loss.hard_negative_beta or loss.same_target_weight != 1:
-        parts.append(f"hn={loss.hard_negative_beta:.2g}/{loss.same_target_weight:.2g}")
-    if loss.u2u_weight or loss.u2c_weight:
-        parts.append(f"so={loss.u2u_weight:.2g}/{loss.u2c_weight:.2g}")
-    parts.append(f"lr={cfg.optim.lr:.2g} ep={cfg.optim.epochs}")
-    return " ".join(parts)
 
 
 @dataclass
@@ -101,18 +99,19 @@ def _load_state(output: Path, options: RunOptions) -> dict:
     return state
 
 
-def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec, dataset, split, space, encoders: str) -> str:
-    existing = tracker.find_run(run_uid=state["run_uid"], task=task.name, stage="task")
+def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec, dataset, tags: dict) -> str:
+    """The task's parent run (found again on --resume)."""
+    existing = tracker.find_run(**{TAG_RUN_UID: state["run_uid"], TAG_TASK: task.name, TAG_STAGE: STAGE_TASK})
     if existing:
         return existing
     from benchmark import __version__
 
     run_id = tracker.start_run(task.name, {
-        "run_uid": state["run_uid"], "stage": "task", "task": task.name, "suite": suite.name,
-        "split": task.split.name, "split_checksum": split.checksum, "leaky": task.leaky, "retrieval": task.retrieval,
-        "primary_metric": task.primary_key, "dataset_fingerprint": dataset.fingerprint, "search_space": space.name,
-        "encoders": encoders, "text_field": task.dataset.text_field,
-        "package_version": __version__, "git_commit": git_commit(), "mlflow.note.content": task.description,
+        TAG_RUN_UID: state["run_uid"], TAG_STAGE: STAGE_TASK, TAG_TASK: task.name, "suite": suite.name,
+        "split": task.split.name, TAG_LEAKY: task.leaky, "retrieval": task.retrieval, TAG_PROTOCOL: HOLDOUT,
+        TAG_PRIMARY: task.primary_key, "dataset_fingerprint": dataset.fingerprint,
+        TAG_TEXT_FIELD: task.dataset.text_field, "package_version": __version__, "git_commit": git_commit(),
+        "mlflow.note.content": task.description, **tags,
     })
     params = {f"task.{k}": v for k, v in flatten(task.model_dump()).items()}
     tracker.log(run_id, params=params)
@@ -128,7 +127,7 @@ def _select(grid, task: TaskSpec) -> tuple[dict, str, float] | None:
         value = result.metrics.get(f"val/{task.primary_key}")
         if value is None or value != value:
             continue
-        candidates.append((-value, -result.metrics.get("objective", 0.0), result.metrics["trial_id"], result.config))
+        candidates.append((-value, -result.metrics.get(OBJECTIVE, 0.0), result.metrics["trial_id"], result.config))
     if not candidates:
         return None
     best = sorted(candidates, key=lambda c: c[:3])[0]
@@ -159,11 +158,12 @@ def _log_finals(tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOut
     from benchmark import plots
 
     for seed, result in zip(outcome.seeds, outcome.per_seed, strict=True):
-        if tracker.find_run(run_uid=state["run_uid"], task=task.name, stage="final", seed=str(seed)):
+        if tracker.find_run(**{TAG_RUN_UID: state["run_uid"], TAG_TASK: task.name, TAG_STAGE: STAGE_FINAL,
+                               "seed": str(seed)}):
             continue
         child = tracker.start_run(f"final-seed-{seed}", {
-            "run_uid": state["run_uid"], "task": task.name, "stage": "final", "seed": seed,
-            "encoders": f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}"}, parent_id=parent)
+            TAG_RUN_UID: state["run_uid"], TAG_TASK: task.name, TAG_STAGE: STAGE_FINAL, "seed": seed,
+            TAG_ENCODERS: f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}"}, parent_id=parent)
         tracker.log(child, params=outcome.config.model_copy(update={"seed": seed}).flat(),
                     metrics={**flatten_metrics(result.metrics, "test"), **flatten_metrics(result.baseline, "baseline.test")},
                     steps={"train.loss": [(h["epoch"], h["loss"]) for h in result.history]})
@@ -174,9 +174,9 @@ def _log_finals(tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOut
         metrics.update({f"{base}.difference": diff["difference"], f"{base}.ci_low": diff["ci_low"],
                         f"{base}.ci_high": diff["ci_high"], f"{base}.p_value": diff["p_value"]})
     tracker.log(parent, params={f"chosen.{k}": v for k, v in outcome.config.flat().items() if k != "seed"},
-                metrics=metrics, tags={"final_seeds": ",".join(map(str, outcome.seeds)),
+                metrics=metrics, tags={TAG_FINAL_SEEDS: ",".join(map(str, outcome.seeds)),
                                        "chosen_encoders": f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}",
-                                       "chosen_config": short_config(outcome.config)})
+                                       TAG_CHOSEN_CONFIG: short_config(outcome.config)})
     tracker.log_text(parent, yaml.safe_dump(outcome.config.model_dump(), sort_keys=True), "config.yaml")
     tracker.log_text(parent, json.dumps(final, indent=2), "final.json")
     tracker.log_bytes(parent, parquet_bytes(per_query_frame(outcome, data)), "per_query_ranks.parquet")
@@ -195,6 +195,9 @@ def _log_finals(tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOut
 def format_summary(results: dict) -> str:
     lines = [f"{'task':<26}{'primary metric':<34}{'mean':>7}  {'95% CI':<17}{'n':>8}  chosen configuration", "-" * 120]
     for name, entry in results["tasks"].items():
+        if "systems" in entry:
+            lines += _cv_summary_lines(name, entry)
+            continue
         if "final" not in entry:
             lines.append(f"{name:<26}{'(no successful trial: ' + entry.get('error', '?') + ')'}")
             continue
@@ -208,17 +211,46 @@ def format_summary(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:
-    from ray import tune
+def _cv_summary_lines(name: str, entry: dict) -> list[str]:
+    key = entry["primary_metric"]
+    comparison = entry["comparison"].get(key)
+    letters = comparison["letters"] if comparison else {}
+    order = [s["system"] for s in comparison["systems"]] if comparison else list(entry["systems"])
+    p = entry["protocol"]
+    lines = [f"{name:<26}{key:<34}repeated CV {p['folds']}x{p['repeats']}; "
+             + (f"{comparison['test']} ({comparison['reason']})" if comparison else "no comparison")]
+    for system in order:
+        summary = entry["systems"][system]["summary"][key]
+        lines.append(f"  {system:<24}{'':<34}{summary['mean']:>7.3f}  [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}]"
+                     f"{summary['n_folds']:>6} folds  group {letters.get(system, '-')}")
+    return lines
 
-    from benchmark.tuning import (StudySettings, TrialCallback, TrialPayload, bridge_trainable, check_resources,
-                                  init_ray, make_tuner, say)
 
-    progress = progress or say
+@dataclass
+class RunContext:
+    """What every stage of one run shares."""
+
+    options: RunOptions
+    suite: SuiteSpec
+    tracker: Tracker
+    state: dict
+    output: Path
+    cache: EmbeddingCache
+    progress: Callable[[str], None]
+
+    def save_state(self) -> None:
+        atomic_write_bytes(self.output / STATE_FILE, json.dumps(self.state, indent=2).encode())
+
+    def parent_run(self, task: TaskSpec, dataset, tags: dict) -> str:
+        return _parent_run(self.tracker, task, self.state, self.suite, dataset, tags)
+
+
+def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunContext, list[TaskSpec]]:
+    """Stage: validate the suite, open the tracking store and the run state, start or join Ray."""
+    from benchmark.tuning import check_resources, init_ray
 
     suite = get_suite(options.suite)
     tasks = [get_task(name) for name in suite.tasks]
-    space = load_search_space(options.search_space or suite.search_space)
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_reachable(tracking_uri)
     output = Path(options.output).resolve()
@@ -227,89 +259,134 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
     tracker = Tracker(tracking_uri, f"benchmark-{suite.name}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     cache = EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()
-
     init_ray(options.address)
     check_resources(options.cpus_per_trial, options.gpus_per_trial)
+    return RunContext(options, suite, tracker, state, output, cache, progress), tasks
 
+
+def _plan(tasks: list[TaskSpec]) -> dict[str, list[TaskSpec]]:
+    """Stage: tasks with equal split keys (dataset, split, protocol) share folds, trials and fits."""
     groups: dict[str, list[TaskSpec]] = {}
     for task in tasks:
         groups.setdefault(task.split_key(), []).append(task)
+    return groups
+
+
+def _study_settings(ctx: RunContext, name: str, space, num_samples: int, asha: bool):
+    from benchmark.tuning import StudySettings
+
+    options, suite = ctx.options, ctx.suite
+    max_epochs = max(space.trial_config({}).optim.epochs, 1)
+    return StudySettings(
+        name=name, storage_path=ctx.output / "ray", num_samples=num_samples,
+        time_budget_s=options.time_budget_s or suite.time_budget_s,
+        max_concurrent=options.max_concurrent or suite.max_concurrent, cpus_per_trial=options.cpus_per_trial,
+        gpus_per_trial=options.gpus_per_trial, asha=asha, max_reports=-(-max_epochs // suite.eval_every),
+        seed=options.seed, optuna_storage=f"sqlite:///{ctx.output / 'optuna.db'}", max_failures=options.max_failures,
+    )
+
+
+def _run_cv_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict:
+    from benchmark import cv
+
+    systems = cv.load_systems([get_system(name) for name in ctx.suite.systems])
+    # ASHA would compare trials of different folds (different validation sets): never under CV
+    settings_for = lambda system: _study_settings(  # noqa: E731
+        ctx, f"{ctx.suite.name}-{group[0].split.name}-cv-{system.name}-{key}", system.space,
+        ctx.options.num_samples or system.spec.num_samples, asha=False)
+    return cv.run_group(ctx, group, dataset, systems, settings_for)
+
+
+def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict:
+    from ray import tune
+
+    from benchmark.tuning import TrialCallback, TrialPayload, bridge_trainable, make_tuner
+
+    options, suite, tracker, state, progress = ctx.options, ctx.suite, ctx.tracker, ctx.state, ctx.progress
+    space = load_search_space(options.search_space or suite.search_space)
     mol_choices, text_choices = space.encoder_choices()
-    results = {"suite": suite.name, "run_uid": state["run_uid"], "tracking_uri": tracking_uri,
-               "experiment": tracker.experiment, "search_space": space.name, "tasks": {}}
-    data_path = None
-    started = time.perf_counter()
-    for key, group in groups.items():
-        first = group[0]
-        if first.dataset.source == "file":
-            path = Path(first.dataset.path)
+    first = group[0]
+    split = make_split(dataset, first.split.name, first.split.seed, first.split.fractions)
+    progress(f"[{', '.join(t.name for t in group)}] {split.name} split {split.checksum}: train {len(split.train)}, "
+             f"val {len(split.val)}, test {len(split.test)} pairs{' (LEAKY)' if split.leaky else ''}")
+    datas = {}
+    for mol in mol_choices:
+        for text in text_choices:
+            cfg = TrialConfig(mol_encoder=mol, text_encoder=text, text_field=first.dataset.text_field)
+            datas[TrialPayload.key(cfg)] = prepare_trial_data(dataset, cfg, split, cache=ctx.cache)
+    encoded = sum(d.encoded_items for d in datas.values())
+    progress(f"  embeddings: {len(datas)} encoder pair(s), {encoded} items encoded "
+             f"({sum(d.encode_seconds for d in datas.values()):.1f}s; the rest from the cache)")
+    encoders = ", ".join(f"{m['name']}+{t['name']}" for m in mol_choices for t in text_choices)
+    parents = {t.name: ctx.parent_run(t, dataset, {TAG_SPLIT_CHECKSUM: split.checksum, "search_space": space.name,
+                                                   TAG_ENCODERS: encoders}) for t in group}
+    payload = TrialPayload(space, datas, split, [t.primary_key for t in group], suite.eval_every,
+                           threads=int(max(1, options.cpus_per_trial)))
+    settings = _study_settings(ctx, f"{suite.name}-{split.name}-{key}", space, options.num_samples or suite.num_samples,
+                               asha=suite.asha if options.asha is None else options.asha)
+    callback = TrialCallback(tracker, parents, {t.name: t.primary_key for t in group}, state["run_uid"], space, progress)
+    tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, space,
+                       callbacks=[callback], resume=options.resume)
+    try:
+        grid = tuner.fit()
+    finally:
+        callback.flush()  # trial runs still queued for MLflow
+    n_failed = sum(1 for r in grid if r.error is not None)
+    finals: dict[str, FinalOutcome] = {}
+    results = {}
+    for task in group:
+        entry = {"description": task.description, "primary_metric": task.primary_key, "leaky": task.leaky,
+                 "trials": {"finished": len(grid) - n_failed, "failed": n_failed}}
+        chosen = _select(grid, task)
+        if chosen is None:
+            entry["error"] = "every trial failed"
+            tracker.end(parents[task.name], "FAILED")
+            results[task.name] = entry
+            continue
+        config_dict, trial_id, val_value = chosen
+        cfg = space.trial_config(config_dict)
+        digest = f"{cfg.digest()}-{','.join(map(str, task.final_seeds))}"
+        if digest not in finals:
+            progress(f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
+                     f"seeds {list(task.final_seeds)} on the test side")
+            finals[digest] = run_finals(cfg, datas[TrialPayload.key(cfg)], split, list(task.final_seeds),
+                                        n_boot=task.bootstrap.n_boot, bootstrap_seed=task.bootstrap.seed)
         else:
-            data_path = data_path or resolve_data(options.data, allow_download=options.allow_download)
-            path = data_path
-        dataset = load_dataset(path)
-        split = make_split(dataset, first.split.name, first.split.seed, first.split.fractions)
-        progress(f"[{', '.join(t.name for t in group)}] {split.name} split {split.checksum}: train {len(split.train)}, "
-                 f"val {len(split.val)}, test {len(split.test)} pairs{' (LEAKY)' if split.leaky else ''}")
-        datas = {}
-        for mol in mol_choices:
-            for text in text_choices:
-                cfg = TrialConfig(mol_encoder=mol, text_encoder=text, text_field=first.dataset.text_field)
-                datas[TrialPayload.key(cfg)] = prepare_trial_data(dataset, cfg, split, cache=cache)
-        encoded = sum(d.encoded_items for d in datas.values())
-        progress(f"  embeddings: {len(datas)} encoder pair(s), {encoded} items encoded "
-                 f"({sum(d.encode_seconds for d in datas.values()):.1f}s; the rest from the cache)")
-        encoders = ", ".join(f"{m['name']}+{t['name']}" for m in mol_choices for t in text_choices)
-        parents = {t.name: _parent_run(tracker, t, state, suite, dataset, split, space, encoders) for t in group}
-        payload = TrialPayload(space, datas, split, [t.primary_key for t in group], suite.eval_every,
-                               threads=int(max(1, options.cpus_per_trial)))
-        max_epochs = max(space.trial_config({}).optim.epochs, 1)
-        settings = StudySettings(
-            name=f"{suite.name}-{split.name}-{key}", storage_path=output / "ray",
-            num_samples=options.num_samples or suite.num_samples, time_budget_s=options.time_budget_s or suite.time_budget_s,
-            max_concurrent=options.max_concurrent or suite.max_concurrent, cpus_per_trial=options.cpus_per_trial,
-            gpus_per_trial=options.gpus_per_trial, asha=suite.asha if options.asha is None else options.asha,
-            max_reports=-(-max_epochs // suite.eval_every), seed=options.seed,
-            optuna_storage=f"sqlite:///{output / 'optuna.db'}", max_failures=options.max_failures,
-        )
-        callback = TrialCallback(tracker, parents, {t.name: t.primary_key for t in group}, state["run_uid"], space, progress)
-        tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, space,
-                           callbacks=[callback], resume=options.resume)
-        try:
-            grid = tuner.fit()
-        finally:
-            callback.flush()  # trial runs still queued for MLflow
-        n_failed = sum(1 for r in grid if r.error is not None)
-        finals: dict[str, FinalOutcome] = {}
-        for task in group:
-            entry = {"description": task.description, "primary_metric": task.primary_key, "leaky": task.leaky,
-                     "trials": {"finished": len(grid) - n_failed, "failed": n_failed}}
-            chosen = _select(grid, task)
-            if chosen is None:
-                entry["error"] = "every trial failed"
-                tracker.end(parents[task.name], "FAILED")
-                results["tasks"][task.name] = entry
-                continue
-            config_dict, trial_id, val_value = chosen
-            cfg = space.trial_config(config_dict)
-            digest = f"{cfg.digest()}-{','.join(map(str, task.final_seeds))}"
-            if digest not in finals:
-                data = datas[TrialPayload.key(cfg)]
-                progress(f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
-                         f"seeds {list(task.final_seeds)} on the test side")
-                finals[digest] = run_finals(cfg, data, split, list(task.final_seeds), n_boot=task.bootstrap.n_boot,
-                                            bootstrap_seed=task.bootstrap.seed)
-            else:
-                progress(f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
-                         "same configuration and seeds as above: trained once, evaluated in this task's mode")
-            outcome = finals[digest]
-            data = datas[TrialPayload.key(cfg)]
-            final = _final_json(task, outcome, data, split, dataset)
-            entry["chosen"] = {"trial_id": trial_id, "val_value": val_value, "short": short_config(cfg),
-                               "config": cfg.model_dump()}
-            entry["final"] = final
-            _log_finals(tracker, parents[task.name], task, outcome, final, data, split, state)
-            tracker.end(parents[task.name])
-            results["tasks"][task.name] = entry
+            progress(f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
+                     "same configuration and seeds as above: trained once, evaluated in this task's mode")
+        outcome = finals[digest]
+        data = datas[TrialPayload.key(cfg)]
+        final = _final_json(task, outcome, data, split, dataset)
+        entry["chosen"] = {"trial_id": trial_id, "val_value": val_value, "short": short_config(cfg),
+                           "config": cfg.model_dump()}
+        entry["final"] = final
+        _log_finals(tracker, parents[task.name], task, outcome, final, data, split, state)
+        tracker.end(parents[task.name])
+        results[task.name] = entry
+    return results
+
+
+def _load_group_dataset(ctx: RunContext, task: TaskSpec, data_path: list):
+    if task.dataset.source == "file":
+        return load_dataset(Path(task.dataset.path))
+    if not data_path:
+        data_path.append(resolve_data(ctx.options.data, allow_download=ctx.options.allow_download))
+    return load_dataset(data_path[0])
+
+
+def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:
+    from benchmark.tuning import say
+
+    ctx, tasks = _start(options, progress or say)
+    results = {"suite": ctx.suite.name, "run_uid": ctx.state["run_uid"], "tracking_uri": ctx.tracker.tracking_uri,
+               "experiment": ctx.tracker.experiment, "tasks": {}}
+    if not ctx.suite.systems:
+        results["search_space"] = load_search_space(options.search_space or ctx.suite.search_space).name
+    started, data_path = time.perf_counter(), []
+    for key, group in _plan(tasks).items():
+        dataset = _load_group_dataset(ctx, group[0], data_path)
+        run_group = _run_cv_group if group[0].protocol.is_cv else _run_holdout_group
+        results["tasks"].update(run_group(ctx, key, group, dataset))
     results["seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write_bytes(output / "results.json", json.dumps(results, indent=2).encode())
+    atomic_write_bytes(ctx.output / "results.json", json.dumps(results, indent=2, default=float).encode())
     return results

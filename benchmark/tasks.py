@@ -5,6 +5,12 @@ mode (global or grouped within target), the directions, the primary metric used 
 and ranking, the bootstrap settings and the seeds of the final runs. Tasks live as YAML files
 in `tasks/` (one per task) and can also be registered from Python. Suites (`tasks/suites.yaml`)
 name groups of tasks with a search space and a budget.
+
+The protocol of a task says how its numbers are made: `holdout` (one split, final seeds, the
+paper's protocol) or `repeated_cv` (k folds x r repeats grouped by the split's unit, the Ash et al.
+protocol). A repeated-CV suite compares named *systems* (`tasks/systems.yaml`) on the same
+folds: a system is a search space with a budget; a space without parameters is a fixed
+configuration, one with parameters is tuned inside each fold's training portion.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark.errors import ConfigError
+from benchmark.names import HOLDOUT, REPEATED_CV
 from benchmark.registry import Registry
 from benchmark.splits import SPLITS, check_fractions
 
@@ -63,6 +70,24 @@ class SplitSpec(_Strict):
         return check_fractions(fractions)
 
 
+class ProtocolSpec(_Strict):
+    """`holdout`, or `{kind: repeated_cv, folds: 5, repeats: 5}` (inner validation carved per fold)."""
+
+    kind: Literal["holdout", "repeated_cv"] = HOLDOUT
+    folds: int = Field(5, ge=2, le=20)
+    repeats: int = Field(5, ge=1, le=50)
+    inner_val_fraction: float = Field(0.125, gt=0, lt=0.5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data):
+        return {"kind": data} if isinstance(data, str) else data
+
+    @property
+    def is_cv(self) -> bool:
+        return self.kind == REPEATED_CV
+
+
 class BootstrapSpec(_Strict):
     n_boot: int = Field(1000, ge=10)
     seed: int = 0
@@ -73,6 +98,7 @@ class TaskSpec(_Strict):
     description: str
     dataset: DatasetSpec = DatasetSpec()
     split: SplitSpec = SplitSpec()
+    protocol: ProtocolSpec = ProtocolSpec()
     retrieval: Literal["global", "grouped"] = "global"
     directions: tuple[Literal["text_to_molecule", "molecule_to_text"], ...] = DIRECTIONS
     primary_direction: Literal["text_to_molecule", "molecule_to_text"] = "text_to_molecule"
@@ -89,6 +115,8 @@ class TaskSpec(_Strict):
             raise ValueError(f"primary_direction {self.primary_direction!r} is not among directions {self.directions}")
         if not self.final_seeds:
             raise ValueError("final_seeds needs at least one seed")
+        if self.protocol.is_cv and SPLITS.get(self.split.name).leaky:
+            raise ValueError(f"protocol repeated_cv needs a non-leaky split (random or scaffold), not {self.split.name!r}")
         return self
 
     @property
@@ -107,13 +135,25 @@ class TaskSpec(_Strict):
     def split_key(self) -> str:
         """Tasks with equal split keys share trials (train once, evaluate every mode)."""
         payload = {"dataset": self.dataset.model_dump(), "split": self.split.model_dump()}
+        if self.protocol.is_cv:  # holdout keys stay as they were (resumable runs of older versions)
+            payload["protocol"] = self.protocol.model_dump()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class SystemSpec(_Strict):
+    """A named system to compare: a search space and a per-fold budget (fixed when the space has no parameters)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str
+    search_space: str
+    num_samples: int = Field(1, ge=1)
 
 
 class SuiteSpec(_Strict):
     name: str
     description: str
     tasks: tuple[str, ...]
+    systems: tuple[str, ...] = ()  # repeated-CV suites: the systems compared on every fold
     search_space: str = "default"
     num_samples: int = Field(8, ge=1)
     time_budget_s: float | None = Field(None, gt=0)
@@ -123,6 +163,7 @@ class SuiteSpec(_Strict):
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
+SYSTEMS: Registry[SystemSpec] = Registry("system")
 SUITES: Registry[SuiteSpec] = Registry("suite")
 _loaded_from: list[Path] = []
 
@@ -164,20 +205,46 @@ def load_registry(folder: str | os.PathLike | None = None) -> None:
     if folder.resolve() in _loaded_from:
         return
     for path in sorted(folder.glob("*.yaml")):
-        if path.name == "suites.yaml":
+        if path.name in ("suites.yaml", "systems.yaml"):
             continue
         data = _read_yaml(path)
         register_task(data, origin=str(path))
+    systems_file = folder / "systems.yaml"
+    if systems_file.exists():
+        for name, body in _read_yaml(systems_file).items():
+            if not isinstance(body, dict):
+                raise ConfigError(f"{systems_file}: system {name!r} must be a mapping")
+            SYSTEMS.register(name, _validate(SystemSpec, {"name": name, **body}, f"{systems_file} (system {name!r})"),
+                             origin=str(systems_file))
     suites_file = folder / "suites.yaml"
     if suites_file.exists():
         for name, body in _read_yaml(suites_file).items():
             if not isinstance(body, dict):
                 raise ConfigError(f"{suites_file}: suite {name!r} must be a mapping")
             suite = _validate(SuiteSpec, {"name": name, **body}, f"{suites_file} (suite {name!r})")
-            for task in suite.tasks:
-                TASKS.get(task)  # unknown task names fail with suggestions
+            _check_suite(suite, suites_file)
             SUITES.register(name, suite, origin=str(suites_file))
     _loaded_from.append(folder.resolve())
+
+
+def _check_suite(suite: SuiteSpec, where: Path) -> None:
+    tasks = [TASKS.get(t) for t in suite.tasks]  # unknown names fail with suggestions
+    for system in suite.systems:
+        SYSTEMS.get(system)
+    kinds = {t.protocol.is_cv for t in tasks}
+    if len(kinds) > 1:
+        raise ConfigError(f"{where}: suite {suite.name!r} mixes holdout and repeated_cv tasks; make one suite of each")
+    if kinds == {True} and len(suite.systems) < 2:
+        raise ConfigError(f"{where}: suite {suite.name!r} has repeated_cv tasks and needs at least two 'systems' "
+                          "to compare (see tasks/systems.yaml)")
+    if kinds == {False} and suite.systems:
+        raise ConfigError(f"{where}: suite {suite.name!r}: 'systems' are compared under repeated_cv; its tasks are "
+                          "holdout (they use the suite's search_space)")
+
+
+def get_system(name: str) -> SystemSpec:
+    load_registry()
+    return SYSTEMS.get(name)
 
 
 def get_task(name: str) -> TaskSpec:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from benchmark.errors import BenchmarkError
+from benchmark.names import metric_key
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,6 @@ MAX_METRICS, MAX_PARAMS = 1000, 100
 
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def metric_key(*parts: str) -> str:
-    """MLflow keys allow letters, digits, '_', '-', '.', ' ', '/': recall@1 -> recall_at_1."""
-    return ".".join(parts).replace("@", "_at_")
 
 
 def git_commit() -> str | None:

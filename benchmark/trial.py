@@ -115,9 +115,66 @@ def validation_values(runs: dict[str, RetrievalRun]) -> dict[str, float]:
 
 def validate(bridge, mol_x: torch.Tensor, text_x: torch.Tensor, data: TrialData, rows: np.ndarray) -> dict[str, float]:
     """Validation point values of a bridge on `rows` (every mode), for per-epoch reports."""
-    runs = evaluate_retrieval(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"),
+    return validation_values(_retrieval_runs(bridge, mol_x, text_x, data, rows))
+
+
+def _retrieval_runs(bridge, mol_x: torch.Tensor, text_x: torch.Tensor, data: TrialData,
+                    rows: np.ndarray) -> dict[str, RetrievalRun]:
+    return evaluate_retrieval(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"),
                               data.mol_idx[rows], data.text_idx[rows], None if data.groups is None else data.groups[rows])
-    return validation_values(runs)
+
+
+#: (epoch, training record, validation values or None) after every epoch
+EpochHook = Callable[[int, dict, "dict[str, float] | None"], None]
+
+
+def train_on_split(config: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tensor, data: TrialData, split: Split, *,
+                   validate_every: int = 0, on_epoch: EpochHook | None = None):
+    """The one per-epoch training loop of the suite: train on `split.train`; with `validate_every`,
+    validation values on `split.val` every that many epochs and at the last (never another side).
+    Every caller (single trials, Tune trials, cross-validation fits) goes through here."""
+    train = split.train
+    groups = None if data.groups is None else data.groups[train]
+    check = bool(validate_every) and len(split.val) > 0
+
+    def hook(epoch: int, bridge, record: dict) -> None:
+        due = check and (epoch % validate_every == 0 or epoch == config.optim.epochs)
+        on_epoch(epoch, record, validate(bridge, mol_x, text_x, data, split.val) if due else None)
+
+    outcome = train_bridge(config, mol_x, text_x, data.mol_idx[train], data.text_idx[train], groups,
+                           on_epoch=hook if on_epoch is not None else None)
+    if config.optim.epochs == 0 and on_epoch is not None:
+        on_epoch(0, {}, validate(outcome.bridge, mol_x, text_x, data, split.val) if check else None)
+    return outcome
+
+
+@dataclass
+class FitScore:
+    """One configuration fitted on a split's training side and scored once on `side` (point values)."""
+
+    values: dict[str, float]  # 'text_to_molecule/recall@1' -> value
+    n_queries: dict[str, int]  # per mode
+    n_groups: dict[str, int]  # per grouped mode
+    train_seconds: float
+    eval_seconds: float
+    final_loss: float | None
+
+
+def fit_and_score(config: TrialConfig, data: TrialData, split: Split, *, side: str = "test",
+                  device: str | None = None) -> FitScore:
+    """Train on `split.train` and score `side` once: what a cross-validation fold needs (no bootstrap:
+    the uncertainty comes from the folds)."""
+    dev = resolve_device(device)
+    mol_x = torch.as_tensor(data.mol_features, device=dev)
+    text_x = torch.as_tensor(data.text_features, device=dev)
+    outcome = train_on_split(config, mol_x, text_x, data, split)
+    started = time.perf_counter()
+    runs = _retrieval_runs(outcome.bridge, mol_x, text_x, data, split.rows(side))
+    values = validation_values(runs)
+    return FitScore(values, {m: int(len(r.ranks)) for m, r in runs.items()},
+                    {m: int(len(np.unique(r.query_groups))) for m, r in runs.items() if r.grouped},
+                    outcome.seconds, time.perf_counter() - started,
+                    outcome.history[-1].get("loss") if outcome.history else None)
 
 
 @dataclass
@@ -150,23 +207,19 @@ def run_trial(config: TrialConfig, data: TrialData, split: Split, *, side: str =
     rows = split.rows(side)
     mol_x = torch.as_tensor(data.mol_features, device=dev)
     text_x = torch.as_tensor(data.text_features, device=dev)
-    train_rows = split.train
-    groups = None if data.groups is None else data.groups[train_rows]
 
     on_epoch = None
     if reporter is not None:
-        val_rows = split.val
-
-        def on_epoch(epoch: int, bridge, record: dict) -> None:
+        def on_epoch(epoch: int, record: dict, values: dict | None) -> None:
+            if epoch == 0:  # nothing was trained
+                return
             payload = dict(record)
-            if eval_every and (epoch % eval_every == 0 or epoch == config.optim.epochs) and len(val_rows):
-                values = validate(bridge, mol_x, text_x, data, val_rows)
+            if values is not None:
                 payload.update({"val_recall@1": values["text_to_molecule/recall@1"],
                                 "val_mrr": values["text_to_molecule/mrr"]})
             reporter(payload)
 
-    outcome = train_bridge(config, mol_x, text_x, data.mol_idx[train_rows], data.text_idx[train_rows], groups,
-                           on_epoch=on_epoch)
+    outcome = train_on_split(config, mol_x, text_x, data, split, validate_every=eval_every, on_epoch=on_epoch)
     started = time.perf_counter()
     bridge = outcome.bridge
     trained = evaluate(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"), data, rows,

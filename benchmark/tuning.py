@@ -4,6 +4,11 @@ Embeddings are computed once on the driver and shipped to trials through the obj
 (`tune.with_parameters`). A trial trains one bridge and reports validation metrics every
 `eval_every` epochs (never test metrics); its objective is the mean of the primary metrics of
 the tasks that share its split. Only the driver writes to MLflow, from a Tune callback.
+
+Under repeated cross-validation one Tune experiment tunes a system inside every outer fold at
+once: each trial's config carries its fold, `PerFoldSearch` keeps one seeded Optuna study per
+fold (a fold's sampler only ever sees that fold's inner-validation results), and trials of all
+folds run side by side on the cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import queue
 import threading
 from dataclasses import dataclass
@@ -19,18 +25,30 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune import Callback
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 from benchmark.config import TrialConfig, flatten
 from benchmark.errors import BenchmarkError
 from benchmark.search_space import SearchSpace
 from benchmark.splits import Split
-from benchmark.tracking import Tracker, metric_key
-from benchmark.training import train_bridge
-from benchmark.trial import TrialData, validate
+from benchmark.names import (STAGE_TRIAL, TAG_ENCODERS, TAG_FOLD, TAG_PRIMARY, TAG_REPEAT, TAG_RUN_UID, TAG_STAGE,
+                             TAG_STATUS, TAG_SYSTEM, TAG_TASK, TAG_TRIAL_ID, metric_key,
+                             parse_fold_name)
+from benchmark.tracking import Tracker
+from benchmark.trial import TrialData, train_on_split
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "objective"
+#: key of a trial's config naming its outer fold (repeated cross-validation)
+FOLD_KEY = "fold"
+
+
+def split_fold(config: dict) -> tuple[str | None, dict]:
+    """(fold name or None, the sampled configuration without it)."""
+    return config.get(FOLD_KEY), {k: v for k, v in config.items() if k != FOLD_KEY}
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None) -> None:
@@ -95,18 +113,30 @@ def trial_device() -> str:
 
 @dataclass
 class TrialPayload:
-    """What every trial of one split needs; shipped once through the object store."""
+    """What every trial of one study needs; shipped once through the object store.
+
+    Holdout: one `split`. Cross-validation: `folds` maps fold names to their splits and `data` is
+    keyed per fold (entries may share one TrialData object: pickling stores it once).
+    """
 
     space: SearchSpace
-    data: dict[str, TrialData]  # keyed by "mol_encoder|text_encoder"
-    split: Split
+    data: dict[str, TrialData]  # keyed by TrialPayload.key(cfg, fold)
+    split: Split | None
     objective_keys: list[str]
     eval_every: int
     threads: int = 1
+    folds: dict[str, Split] | None = None
 
     @staticmethod
-    def key(cfg: TrialConfig) -> str:
-        return f"{cfg.mol_encoder.name}|{cfg.text_encoder.name}"
+    def key(cfg: TrialConfig, fold: str | None = None) -> str:
+        pair = f"{cfg.mol_encoder.name}|{cfg.text_encoder.name}"
+        return f"{fold}|{pair}" if fold else pair
+
+    def resolve(self, config: dict) -> tuple[TrialConfig, TrialData, Split]:
+        fold, sampled = split_fold(config)
+        cfg = self.space.trial_config(sampled)
+        split = self.split if fold is None else self.folds[fold]
+        return cfg, self.data[self.key(cfg, fold)], split
 
 
 def objective_of(values: dict[str, float], keys: list[str]) -> float:
@@ -124,29 +154,21 @@ def bridge_trainable(config: dict, payload: TrialPayload) -> None:
 def tuning_trial(config: dict, payload: TrialPayload, report: Callable[[dict], None]) -> None:
     """The work of one trial, without Ray (`perf` times it bare to measure Tune's overhead)."""
     torch.set_num_threads(max(1, payload.threads))
-    cfg = payload.space.trial_config(config)
-    data = payload.data[payload.key(cfg)]
+    cfg, data, split = payload.resolve(config)
     device = torch.device(trial_device())
     mol_x = torch.as_tensor(data.mol_features, device=device)
     text_x = torch.as_tensor(data.text_features, device=device)
-    train, val = payload.split.train, payload.split.val
-    groups = None if data.groups is None else data.groups[train]
     pending: list[float] = []
 
-    def validate_and_report(epoch: int, bridge, loss: float | None) -> None:
-        values = validate(bridge, mol_x, text_x, data, val)
-        report({"epoch": epoch, "loss": loss, "loss_history": list(pending), "device": str(device),
-                     **{f"val/{k}": v for k, v in values.items()}, OBJECTIVE: objective_of(values, payload.objective_keys)})
-        pending.clear()
+    def on_epoch(epoch: int, record: dict, values: dict | None) -> None:
+        if epoch:
+            pending.append(record.get("loss", float("nan")))
+        if values is not None:
+            report({"epoch": epoch, "loss": record.get("loss"), "loss_history": list(pending), "device": str(device),
+                    **{f"val/{k}": v for k, v in values.items()}, OBJECTIVE: objective_of(values, payload.objective_keys)})
+            pending.clear()
 
-    def on_epoch(epoch: int, bridge, record: dict) -> None:
-        pending.append(record.get("loss", float("nan")))
-        if epoch % payload.eval_every == 0 or epoch == cfg.optim.epochs:
-            validate_and_report(epoch, bridge, record.get("loss"))
-
-    outcome = train_bridge(cfg, mol_x, text_x, data.mol_idx[train], data.text_idx[train], groups, on_epoch=on_epoch)
-    if cfg.optim.epochs == 0:
-        validate_and_report(0, outcome.bridge, None)
+    train_on_split(cfg, mol_x, text_x, data, split, validate_every=payload.eval_every, on_epoch=on_epoch)
 
 
 def say(line: str) -> None:
@@ -198,9 +220,9 @@ class TrialCallback(Callback):
     """Driver-side: logs each finished or failed trial to MLflow (once per task) and prints progress."""
 
     def __init__(self, tracker: Tracker | None, parents: dict[str, str], task_keys: dict[str, str], run_uid: str,
-                 space: SearchSpace, progress: Callable[[str], None] | None = say):
+                 space: SearchSpace, progress: Callable[[str], None] | None = say, system: str | None = None):
         self.tracker, self.parents, self.task_keys, self.run_uid = tracker, parents, task_keys, run_uid
-        self.space, self.progress = space, progress
+        self.space, self.progress, self.system = space, progress, system
         self.results: dict[str, list[dict]] = {}
         self.best: dict[str, float] = {}
         self._writer: BackgroundWriter | None = None
@@ -263,12 +285,14 @@ class TrialCallback(Callback):
                           f"{', ' + str(counts['pending']) + ' pending' if counts['pending'] else ''}; best val: {best or '-'}")
 
     def _log(self, trial: _TrialSnapshot, history: list[dict], failed: bool) -> None:
+        fold, sampled = split_fold(trial.config)
         try:
-            cfg = self.space.trial_config(trial.config)
+            cfg = self.space.trial_config(sampled)
             params, encoders = cfg.flat(), f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}"
         except Exception:  # the configuration itself may be why the trial failed
-            params, encoders = dict(flatten(trial.config, sep="/")), None
-        terms = {k: v for k, v in flatten(trial.config, sep="/").items() if k.startswith("terms")}
+            params, encoders = dict(flatten(sampled, sep="/")), None
+        terms = {k: v for k, v in flatten(sampled, sep="/").items() if k.startswith("terms")}
+        where = {TAG_SYSTEM: self.system, TAG_FOLD: fold, TAG_REPEAT: parse_fold_name(fold)[0] if fold else None}
         steps: dict[str, list[tuple[int, float]]] = {}
         for record in history:
             for key, value in record.items():
@@ -278,12 +302,12 @@ class TrialCallback(Callback):
             for offset, loss in enumerate(record.get("loss_history", [])):
                 steps.setdefault("train.loss", []).append((start + offset, loss))
         for task, parent in self.parents.items():
-            if self.tracker.find_run(run_uid=self.run_uid, task=task, trial_id=trial.trial_id):
+            if self.tracker.find_run(**{TAG_RUN_UID: self.run_uid, TAG_TASK: task, TAG_TRIAL_ID: trial.trial_id}):
                 continue  # logged before an interruption: never twice
-            run_id = self.tracker.start_run(f"trial-{trial.trial_id}", {
-                "run_uid": self.run_uid, "task": task, "trial_id": trial.trial_id, "stage": "trial",
-                "status": "failed" if failed else "finished", "primary_metric": self.task_keys[task], "encoders": encoders,
-                **({"error": trial.error_file or "trial raised"} if failed else {}),
+            run_id = self.tracker.start_run(f"trial-{trial.trial_id}" + (f"-{fold}" if fold else ""), {
+                TAG_RUN_UID: self.run_uid, TAG_TASK: task, TAG_TRIAL_ID: trial.trial_id, TAG_STAGE: STAGE_TRIAL,
+                TAG_STATUS: "failed" if failed else "finished", TAG_PRIMARY: self.task_keys[task], TAG_ENCODERS: encoders,
+                **where, **({"error": trial.error_file or "trial raised"} if failed else {}),
             }, parent_id=parent)
             self.tracker.log(run_id, params={**params, **terms}, steps=steps)
             self.tracker.end(run_id, "FAILED" if failed else "FINISHED")
@@ -305,34 +329,78 @@ class StudySettings:
     max_failures: int = 0
 
 
-def _resumable_optuna_search(**kwargs):
+class ResumableOptunaSearch(OptunaSearch):
     """OptunaSearch whose persistent study tolerates trials Tune re-runs after a restore.
 
     A trial that finished just before an interruption may already be closed in the Optuna
     study while Tune's last checkpoint still lists it as running; Tune then runs it again and
     its reports must not crash the study.
     """
-    from optuna.exceptions import UpdateFinishedTrialError
-    from ray.tune.search.optuna import OptunaSearch
 
-    class ResumableOptunaSearch(OptunaSearch):
-        def on_trial_result(self, trial_id, result):
-            try:
-                super().on_trial_result(trial_id, result)
-            except UpdateFinishedTrialError:
-                log.debug("trial %s already closed in the Optuna study", trial_id)
+    def on_trial_result(self, trial_id, result):
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            log.debug("trial %s already closed in the Optuna study", trial_id)
 
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            try:
-                super().on_trial_complete(trial_id, result, error)
-            except UpdateFinishedTrialError:
-                self._completed_trials.add(trial_id)
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        try:
+            super().on_trial_complete(trial_id, result, error)
+        except UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
 
-    return ResumableOptunaSearch(**kwargs)
+
+class PerFoldSearch(Searcher):
+    """One Tune searcher over several outer folds: an independent Optuna study per fold.
+
+    Trials are handed out round-robin (the fold with the fewest so far), `per_fold` each; results
+    go back only to the study of the trial's own fold, so selection inside a fold never sees
+    another fold's data (whose inner validation may hold this fold's test molecules).
+    """
+
+    def __init__(self, searchers: dict[str, Searcher], per_fold: int):
+        super().__init__(metric=OBJECTIVE, mode="max")
+        self.searchers, self.per_fold = searchers, per_fold
+        self.folds = list(searchers)
+        self.given = {fold: 0 for fold in self.folds}
+        self.fold_of: dict[str, str] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        for searcher in self.searchers.values():
+            searcher.set_search_properties(metric, mode, config, **spec)
+        return True
+
+    def suggest(self, trial_id: str):
+        open_folds = [f for f in self.folds if self.given[f] < self.per_fold]
+        if not open_folds:
+            return Searcher.FINISHED
+        fold = min(open_folds, key=lambda f: (self.given[f], self.folds.index(f)))
+        config = self.searchers[fold].suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            return config
+        self.given[fold] += 1
+        self.fold_of[trial_id] = fold
+        return {**config, FOLD_KEY: fold}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.fold_of:
+            self.searchers[self.fold_of[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        if trial_id in self.fold_of:
+            self.searchers[self.fold_of[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__dict__, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))
 
 
 def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace, *, callbacks: list,
-               resume: bool = False):
+               resume: bool = False, folds: list[str] | None = None):
     """A Tuner (or a restored one) with seeded TPE through OptunaSearch and optional ASHA."""
     import optuna
     from ray import tune
@@ -347,15 +415,23 @@ def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace,
         return tune.Tuner.restore(str(path), trainable=wrapped, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
     storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
-    searcher = _resumable_optuna_search(space=space.define_by_run, metric=OBJECTIVE, mode="max",
-                            sampler=optuna.samplers.TPESampler(seed=settings.seed),
-                            storage=storage, study_name=settings.name if storage else None)
+
+    def optuna_search(offset: int = 0, suffix: str = ""):
+        return ResumableOptunaSearch(space=space.define_by_run, metric=OBJECTIVE, mode="max",
+                                        sampler=optuna.samplers.TPESampler(seed=settings.seed + offset),
+                                        storage=storage, study_name=settings.name + suffix if storage else None)
+
+    if folds:  # num_samples counts trials per fold
+        searcher = PerFoldSearch({fold: optuna_search(i, f"-{fold}") for i, fold in enumerate(folds)}, settings.num_samples)
+    else:
+        searcher = optuna_search()
+    num_samples = settings.num_samples * len(folds) if folds else settings.num_samples
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max(settings.max_reports, 1), grace_period=1,
                                reduction_factor=2) if settings.asha else None)
     return tune.Tuner(
         wrapped,
         tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
-                                    num_samples=settings.num_samples, time_budget_s=settings.time_budget_s,
+                                    num_samples=num_samples, time_budget_s=settings.time_budget_s,
                                     max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=settings.name, storage_path=str(settings.storage_path), verbose=0,
                                   callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=settings.max_failures),

@@ -130,19 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory)")
     p_rep.add_argument("--experiment", action="append", help="experiment name (repeatable; default: every benchmark-* experiment)")
     p_rep.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    p_rep.add_argument("--practical-difference", type=float, default=None,
+                       help="repeated CV: smallest mean difference that matters in practice; smaller ones are drawn "
+                            "as no difference in the heatmap (default 0.02)")
 
     p_perf = sub.add_parser("perf", help="measure speed (trial, Tune overhead, cache, encoding, evaluation, bootstrap, "
-                                         "scaling) against the straightforward implementations; writes reports/perf.md")
+                                         "scaling, a whole suite) against the straightforward implementations; writes reports/perf.md")
     p_perf.add_argument("--data")
     p_perf.add_argument("--repeats", type=int, default=3)
     p_perf.add_argument("--epochs", type=int, default=100)
     p_perf.add_argument("--device", default="cpu", help="cpu (GPU rows are added when CUDA is present) or cuda")
     p_perf.add_argument("--sections", help="comma-separated subset (default: all) of trial, tune, cache, encoding, "
-                                           "evaluation, bootstrap, scaling")
+                                           "evaluation, bootstrap, scaling, suite")
     p_perf.add_argument("--tune-trials", type=int, default=16)
     p_perf.add_argument("--max-pairs", type=int, default=100_000, help="largest evaluation / scaling size")
     p_perf.add_argument("--compare-pairs", type=int, default=10_000, help="size at which evaluation is compared with the reference")
     p_perf.add_argument("--out", default="reports/perf.md")
+    p_perf.add_argument("--suite", default="default", help="the suite the 'suite' section runs (default: default)")
 
     p_dl = sub.add_parser("download-chembl", help="download approved drugs and mechanisms from the ChEMBL web services")
     p_dl.add_argument("--out", help="folder for the parquet (default: the cache directory)")
@@ -268,7 +272,10 @@ def cmd_report(args) -> int:
     from benchmark.report import generate_report
     from benchmark.tracking import default_tracking_uri
 
-    written = generate_report(args.tracking_uri or default_tracking_uri(), experiments=args.experiment, out=args.out)
+    if args.practical_difference is not None and not 0 <= args.practical_difference < 1:
+        raise ConfigError(f"--practical-difference must lie in [0, 1), got {args.practical_difference}")
+    written = generate_report(args.tracking_uri or default_tracking_uri(), experiments=args.experiment, out=args.out,
+                              practical_difference=args.practical_difference)
     print(f"wrote {written['markdown']} and {written['html']} with {len(written) - 2} figure(s)")
     return 0
 
@@ -310,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else SECTIONS
             run_perf(data=args.data, repeats=args.repeats, epochs=args.epochs, out=args.out, device=args.device,
                      sections=sections, tune_trials=args.tune_trials, max_pairs=args.max_pairs,
-                     compare_pairs=args.compare_pairs)
+                     compare_pairs=args.compare_pairs, suite=args.suite)
             return 0
         if args.command == "report":
             return cmd_report(args)

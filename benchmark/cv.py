@@ -115,6 +115,9 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
         grid = tuner.fit()
     finally:
         callback.flush()
+    from benchmark.runner import trial_seconds
+
+    ctx.compute["trial_seconds"] += trial_seconds(grid)
     jobs: dict[tuple[str, str], FitJob] = {}
     failed = sum(1 for r in grid if r.error is not None)
     ctx.progress(f"  {system.name}: {len(grid) - failed} trials finished, {failed} failed over {len(folds.folds)} folds")
@@ -243,6 +246,7 @@ def run_group(ctx, group: list[TaskSpec], dataset: PairDataset, systems: list[Sy
 
     started = time.perf_counter()
     tuning, final = prepare(dataset, folds, systems, first.dataset.text_field, ctx.cache)
+    ctx.compute["prepare_seconds"] += time.perf_counter() - started
     ctx.progress(f"  embeddings ready for {len(folds.folds)} folds ({time.perf_counter() - started:.1f}s)")
 
     logger = FoldLogger(ctx, group, dataset, folds, systems)
@@ -336,6 +340,7 @@ class FoldLogger:
         if score is not None:
             self.seconds["train"] += score.train_seconds
             self.seconds["eval"] += score.eval_seconds
+            self.ctx.compute["fit_seconds"] += score.train_seconds + score.eval_seconds
 
     def finish(self, options) -> dict:
         frame = pd.DataFrame(self.rows, columns=["task", "system", "fold", "repeat", "key", "value"])

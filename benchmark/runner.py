@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -116,6 +116,11 @@ def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec,
     params = {f"task.{k}": v for k, v in flatten(task.model_dump()).items()}
     tracker.log(run_id, params=params)
     return run_id
+
+
+def trial_seconds(grid) -> float:
+    """Seconds spent inside the trials of a Tune result grid (Tune's own time_total_s)."""
+    return float(sum((r.metrics or {}).get("time_total_s", 0.0) or 0.0 for r in grid))
 
 
 def _select(grid, task: TaskSpec) -> tuple[dict, str, float] | None:
@@ -237,6 +242,9 @@ class RunContext:
     output: Path
     cache: EmbeddingCache
     progress: Callable[[str], None]
+    #: bare compute of the run, for the orchestration overhead in `perf`: seconds inside trials (Tune's
+    #: time_total_s), inside fits (train + test), and preparing data
+    compute: dict = field(default_factory=lambda: {"trial_seconds": 0.0, "fit_seconds": 0.0, "prepare_seconds": 0.0})
 
     def save_state(self) -> None:
         atomic_write_bytes(self.output / STATE_FILE, json.dumps(self.state, indent=2).encode())
@@ -331,6 +339,7 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         grid = tuner.fit()
     finally:
         callback.flush()  # trial runs still queued for MLflow
+    ctx.compute["trial_seconds"] += trial_seconds(grid)
     n_failed = sum(1 for r in grid if r.error is not None)
     finals: dict[str, FinalOutcome] = {}
     results = {}
@@ -349,8 +358,10 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         if digest not in finals:
             progress(f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
                      f"seeds {list(task.final_seeds)} on the test side")
+            final_started = time.perf_counter()
             finals[digest] = run_finals(cfg, datas[TrialPayload.key(cfg)], split, list(task.final_seeds),
                                         n_boot=task.bootstrap.n_boot, bootstrap_seed=task.bootstrap.seed)
+            ctx.compute["fit_seconds"] += time.perf_counter() - final_started
         else:
             progress(f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
                      "same configuration and seeds as above: trained once, evaluated in this task's mode")
@@ -388,5 +399,9 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
         run_group = _run_cv_group if group[0].protocol.is_cv else _run_holdout_group
         results["tasks"].update(run_group(ctx, key, group, dataset))
     results["seconds"] = round(time.perf_counter() - started, 1)
+    from benchmark.tuning import fitting_trials
+
+    results["compute"] = {**{k: round(v, 1) for k, v in ctx.compute.items()},
+                          "workers": fitting_trials(options.cpus_per_trial, options.gpus_per_trial)}
     atomic_write_bytes(ctx.output / "results.json", json.dumps(results, indent=2, default=float).encode())
     return results

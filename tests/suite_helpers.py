@@ -26,3 +26,27 @@ TINY_SPACE = {
     "parameters": {"loss/temperature": {"type": "float", "low": 0.03, "high": 0.2, "log": True}},
     "terms": {"margin": {"loss/margin": {"type": "float", "low": 0.05, "high": 0.3}}},
 }
+
+
+def write_cv_suite(folder: Path, data: Path, *, name: str = "tinycv", folds: int = 3, repeats: int = 1,
+                   budget: int = 2, split: str = "random") -> Path:
+    """A repeated-CV suite: a fixed system (untrained heads) against a system tuned per fold (TF-IDF text)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    common = {"dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
+              "split": {"name": split, "seed": 0},
+              "protocol": {"kind": "repeated_cv", "folds": folds, "repeats": repeats, "inner_val_fraction": 0.25}}
+    for mode in ("global", "grouped"):
+        (folder / f"{name}-{mode}.yaml").write_text(yaml.safe_dump(
+            {"name": f"{name}-{mode}", "description": f"tiny cv {mode} task", "retrieval": mode, **common}))
+    base = TINY_SPACE["base"]
+    spaces = {"fixed": {"base": {**base, "optim": {**base["optim"], "epochs": 0}}}, "tuned": TINY_SPACE}
+    for kind, space in spaces.items():
+        (folder.parent / f"{name}-{kind}.yaml").write_text(yaml.safe_dump({"name": f"{name}-{kind}", **space}))
+    (folder / "systems.yaml").write_text(yaml.safe_dump({
+        f"{name}-untrained": {"description": "untrained heads", "search_space": str(folder.parent / f"{name}-fixed.yaml")},
+        f"{name}-tuned": {"description": "tuned per fold", "search_space": str(folder.parent / f"{name}-tuned.yaml"),
+                          "num_samples": budget}}))
+    (folder / "suites.yaml").write_text(yaml.safe_dump({name: {
+        "description": "tiny cv suite", "tasks": [f"{name}-global", f"{name}-grouped"],
+        "systems": [f"{name}-untrained", f"{name}-tuned"], "eval_every": 5}}))
+    return folder

@@ -10,14 +10,17 @@ from benchmark.errors import UnknownNameError
 from benchmark.perf import SECTIONS, run_perf
 
 
-def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_local):
+def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_local, monkeypatch):
+    from suite_helpers import write_cv_suite
+
+    monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(write_cv_suite(tmp_path / "tasks", tiny_csv, name="perfcv")))
     out = tmp_path / "reports" / "perf.md"
     text = run_perf(data=str(tiny_csv), repeats=1, epochs=2, out=str(out), sections=SECTIONS, tune_trials=2,
-                    max_pairs=700, compare_pairs=300)
+                    max_pairs=700, compare_pairs=300, suite="perfcv")
     assert out.read_text() == text
     for heading in ("## One bridge trial (cpu)", "## Ray Tune overhead", "## Embedding cache",
                     "## Text encoding throughput", "## Evaluation: ranking both directions", "## Bootstrap",
-                    "## How cost grows", "## Targets"):
+                    "## How cost grows", "## Whole suite: `run --suite perfcv`", "## Targets"):
         assert heading in text
     assert "identical ranks in this run: True" in text
     assert "| 2 | 0 | 0.000 |" in text  # the second preparation encodes nothing

@@ -43,6 +43,9 @@ def test_register_from_python_and_refuse_duplicates():
     ("name: t4\ndescription: x\ncolour: blue\n", "colour"),
     ("name: t5\ndescription: [unclosed\n", "broken YAML"),
     ("- just\n- a list\n", "mapping"),
+    ("name: t6\ndescription: x\nsplit: {name: pair}\nprotocol: {kind: repeated_cv}\n", "non-leaky split"),
+    ("name: t7\ndescription: x\nprotocol: {kind: repeated_cv, folds: 1}\n", "folds"),
+    ("name: t8\ndescription: x\nprotocol: bootstrap\n", "protocol.kind"),
 ])
 def test_bad_task_files_are_explained(tmp_path, body, message):
     (tmp_path / "bad.yaml").write_text(body)
@@ -103,3 +106,40 @@ def test_encoder_choices_are_known_up_front():
     space = SearchSpace(name="e", parameters={"mol_encoder/name": {"type": "categorical", "choices": ["ecfp4", "maccs"]}})
     mols, texts = space.encoder_choices()
     assert [m["name"] for m in mols] == ["ecfp4", "maccs"] and [t["name"] for t in texts] == ["minilm"]
+
+
+def test_protocols_of_the_shipped_tasks_and_systems():
+    from benchmark.tasks import get_system
+
+    default = get_suite("default")
+    assert len(default.systems) >= 4 and {"untrained-heads", "paper-defaults", "tuned-linear"} <= set(default.systems)
+    for name in default.tasks:
+        protocol = get_task(name).protocol
+        assert protocol.is_cv and (protocol.folds, protocol.repeats) == (5, 5)
+    assert not get_task("paper-scaffold-global").protocol.is_cv  # the paper's tasks keep the holdout protocol
+    quick = get_suite("quick")
+    assert all(get_task(t).protocol.folds >= 3 for t in quick.tasks) and len(quick.systems) >= 2
+    tuned = load_search_space(get_system("tuned-linear").search_space)
+    fixed = load_search_space(get_system("paper-defaults").search_space)
+    assert tuned.parameters and not fixed.parameters and not fixed.terms
+    assert load_search_space(get_system("untrained-heads").search_space).trial_config({}).optim.epochs == 0
+    # the same split under another protocol does not share trials
+    holdout = register_task({"name": "scaffold-global-holdout-copy", "description": "x", "split": {"name": "scaffold"},
+                             "protocol": "holdout"})
+    assert holdout.split_key() != get_task("scaffold-global").split_key()
+
+
+@pytest.mark.parametrize("suite,message", [
+    ("s1:\n  description: x\n  tasks: [scaffold-global, paper-scaffold-global]\n  systems: [paper-defaults, untrained-heads]\n",
+     "mixes holdout and repeated_cv"),
+    ("s2:\n  description: x\n  tasks: [scaffold-global]\n", "at least two 'systems'"),
+    ("s3:\n  description: x\n  tasks: [paper-scaffold-global]\n  systems: [paper-defaults, untrained-heads]\n",
+     "are holdout"),
+    ("s4:\n  description: x\n  tasks: [scaffold-global]\n  systems: [paper-default, untrained-heads]\n",
+     "Did you mean 'paper-defaults'"),
+])
+def test_suites_that_cannot_run_are_refused(tmp_path, suite, message):
+    get_task("scaffold-global")  # default tasks and systems loaded
+    (tmp_path / "suites.yaml").write_text(suite)
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
+        load_registry(tmp_path)

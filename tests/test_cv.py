@@ -1,0 +1,112 @@
+"""`run` under repeated cross-validation, end to end on a tiny suite: Ray Tune + Optuna + MLflow + statistics."""
+
+import json
+from collections import Counter
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from benchmark.names import STAGE_FIT, STAGE_SYSTEM, STAGE_TASK, STAGE_TRIAL
+from benchmark.runner import RunOptions, run_suite
+from suite_helpers import write_cv_suite
+
+
+@pytest.fixture(scope="module")
+def cv_run(ray_local, tmp_path_factory, tiny_frame):
+    root = tmp_path_factory.mktemp("cv")
+    tiny_frame.to_csv(root / "tiny.csv", index=False)
+    folder = write_cv_suite(root / "tasks", root / "tiny.csv", folds=3, repeats=2, budget=2)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCHMARK_TASKS_DIR", str(folder))
+        options = RunOptions(suite="tinycv", tracking_uri=uri, output=str(root / "out"), allow_download=False)
+        results = run_suite(options)
+        yield {"uri": uri, "root": root, "results": results, "options": options}
+
+
+def stages(uri: str) -> dict[str, list]:
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("benchmark-tinycv").experiment_id], max_results=5000)
+    out: dict[str, list] = {}
+    for run in runs:
+        out.setdefault(run.data.tags["stage"], []).append(run)
+    return out
+
+
+def test_every_system_is_fitted_and_tested_once_per_fold_and_logged(cv_run):
+    by_stage = stages(cv_run["uri"])
+    folds = {f"r{r}f{f}" for r in range(2) for f in range(3)}
+    fits = by_stage[STAGE_FIT]
+    assert len(fits) == 2 * 2 * 6  # tasks x systems x folds
+    seen = Counter((r.data.tags["task"], r.data.tags["system"], r.data.tags["fold"]) for r in fits)
+    assert set(seen.values()) == {1} and {f for (_, _, f) in seen} == folds
+    assert all(r.data.tags["repeat"] == r.data.tags["fold"][1] for r in fits)
+    systems = by_stage[STAGE_SYSTEM]
+    assert len(systems) == 4
+    summary = next(r for r in systems if r.data.tags["task"] == "tinycv-global"
+                   and r.data.tags["system"] == "tinycv-tuned").data.metrics
+    mean = summary["cv.text_to_molecule.recall_at_1_mean"]
+    assert summary["cv.text_to_molecule.recall_at_1_ci_low"] <= mean <= summary["cv.text_to_molecule.recall_at_1_ci_high"]
+    assert summary["cv.text_to_molecule.recall_at_1_n_folds"] == 6
+    parents = by_stage[STAGE_TASK]
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    client = MlflowClient(cv_run["uri"])
+    assert "comparison.json" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert any(k.endswith(".p_adj") for k in parents[0].data.metrics)
+
+
+def test_tuning_stays_inside_each_fold(cv_run):
+    """Each fold's Optuna study holds exactly that fold's trials; the chosen value is that fold's best."""
+    by_stage = stages(cv_run["uri"])
+    trials = [r for r in by_stage[STAGE_TRIAL] if r.data.tags["task"] == "tinycv-global"]
+    per_fold = Counter(r.data.tags["fold"] for r in trials)
+    assert set(per_fold.values()) == {2} and len(per_fold) == 6
+    storage = f"sqlite:///{cv_run['root'] / 'out' / 'optuna.db'}"
+    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert len(studies) == 6 and set(studies.values()) == {2}
+    entry = cv_run["results"]["tasks"]["tinycv-global"]
+    for fold, chosen in entry["systems"]["tinycv-tuned"]["chosen"].items():
+        vals = [r.data.metrics["val.text_to_molecule.recall_at_1"] for r in trials if r.data.tags["fold"] == fold]
+        assert chosen["val"] == pytest.approx(max(vals))
+    assert entry["systems"]["tinycv-untrained"]["chosen"] == {}
+
+
+def test_results_carry_per_fold_values_and_the_comparison(cv_run):
+    saved = json.loads((cv_run["root"] / "out" / "results.json").read_text())
+    entry = saved["tasks"]["tinycv-grouped"]
+    assert entry["protocol"]["kind"] == "repeated_cv" and len(entry["folds"]["per_fold"]) == 6
+    tuned = entry["systems"]["tinycv-tuned"]
+    assert len(tuned["per_fold"]) == 6
+    key = "text_to_molecule_grouped/recall@1"
+    values = [v[key] for v in tuned["per_fold"].values()]
+    assert tuned["summary"][key]["mean"] == pytest.approx(sum(values) / 6)
+    comparison = entry["comparison"][key]
+    assert comparison["test"] and comparison["reason"] and len(comparison["pairs"]) == 1
+    pair = comparison["pairs"][0]
+    assert pair["ci_low"] <= pair["difference"] <= pair["ci_high"] and 0 <= pair["p_adj"] <= 1
+    assert set(comparison["letters"]) == {"tinycv-tuned", "tinycv-untrained"}
+
+
+def test_resume_reads_back_logged_fits_instead_of_refitting(cv_run, monkeypatch):
+    import benchmark.cv as cv
+
+    before = len(stages(cv_run["uri"])[STAGE_FIT])
+    launched = []
+    monkeypatch.setattr(cv, "run_fits", lambda ctx, jobs, final, on_done: launched.extend(jobs))
+    monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(cv_run["root"] / "tasks"))
+    options = cv_run["options"]
+    again = run_suite(RunOptions(**{**options.__dict__, "resume": True}))
+    assert launched == [] and len(stages(cv_run["uri"])[STAGE_FIT]) == before
+    assert again["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"] == \
+        cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"]
+
+
+def test_report_shows_the_comparison(cv_run, tmp_path):
+    from benchmark.report import generate_report
+
+    written = generate_report(cv_run["uri"], out=tmp_path)
+    text = written["markdown"].read_text()
+    assert "## Repeated cross-validation" in text and "tinycv-global" in text and "group" in text
+    for kind in ("folds", "differences", "tukey", "cd"):
+        assert (tmp_path / f"cv_{kind}_tinycv-grouped.png").exists()

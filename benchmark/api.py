@@ -12,6 +12,7 @@ from benchmark.data.cleaning import PairDataset
 from benchmark.data.loaders import ColumnMap, load_dataset
 from benchmark.results import BenchmarkResult
 from benchmark.encoders import encoder_registry
+from benchmark.errors import ConfigError
 from benchmark.splits import SPLITS, make_split
 from benchmark.trial import prepare_trial_data, run_trial
 
@@ -22,6 +23,8 @@ def train_and_evaluate(
     config: TrialConfig | None = None,
     *,
     data: str | os.PathLike | PairDataset | None = None,
+    dataset: str | None = None,
+    split_column: str | None = None,
     columns: ColumnMap | None = None,
     text_templates: dict | None = None,
     split: str = "random",
@@ -33,19 +36,50 @@ def train_and_evaluate(
     cache_dir: str | os.PathLike | None = None,
     device: str | None = None,
 ) -> BenchmarkResult:
-    """Load (or take) a dataset, split it, encode through the cache, train one bridge, evaluate one side."""
+    """Load (or take) a dataset, split it, encode through the cache, train one bridge, evaluate one side.
+
+    `data` (a file or a loaded dataset) or `dataset` (a registered name: approved, clinical); neither: the
+    default dataset. `split_column` names a published split in a bring-your-own file (split 'published')."""
+    from benchmark import datasets
+
     config = config or TrialConfig()
     for spec in (config.mol_encoder, config.text_encoder):  # fail on unknown names before any work
         encoder_registry().get(spec.name)
     SPLITS.get(split)
-    dataset = data if isinstance(data, PairDataset) else load_dataset(data, columns, text_templates=text_templates)
+    if dataset is not None:
+        datasets.DATASETS.get(dataset)
+    if split_column and split != "published":
+        raise ConfigError(f"a split column gives the published split; got split {split!r} too (drop it or use "
+                          "'published')")
+    if split == "published" and not split_column and not isinstance(data, PairDataset):
+        raise ConfigError("the published split needs --split-column NAME (the column holding train / val / test)")
+    if isinstance(data, PairDataset):
+        pairs = data
+    elif data is not None:
+        if dataset is not None:
+            raise ConfigError("give either --data (a file) or --dataset (a registered dataset), not both")
+        pairs = load_dataset(data, columns, text_templates=text_templates, split_column=split_column)
+    else:
+        path = datasets.resolve_path(dataset or "approved", allow_download=False)
+        pairs = load_dataset(path, columns, text_templates=text_templates, split_column=split_column)
+    dataset = pairs
     notes = []
     if not dataset.has_groups:
         notes.append("grouped (within-target) retrieval skipped: the dataset has no group column")
         log.warning(notes[-1])
     the_split = make_split(dataset, split, split_seed, fractions)
     if the_split.leaky:
-        notes.append("pair split is LEAKY (a molecule can sit in train and test); use only to compare with published numbers")
+        notes.append(f"{split} split is LEAKY (a molecule sits in train and test: {the_split.details or 'pair-level'}); "
+                     "use only to compare with published numbers")
+    if the_split.text_gallery == "dataset":
+        details = the_split.details
+        notes.append(f"prospective: test = {details['test_molecules']} investigational molecules (by phase "
+                     f"{details['test_molecules_by_phase']}), {details['test_molecules_sharing_a_train_scaffold']} of "
+                     "them share a Bemis-Murcko scaffold with a training molecule; molecule-to-text ranks against all "
+                     f"{len(pairs.text_index(config.text_field)[0])} distinct texts of the dataset")
+        if "drug" in " ".join(pairs.text_templates.get(config.text_field, ())).lower():
+            notes.append(f"text field {config.text_field!r} contains the drug's name: a new compound's name can make "
+                         "its own text retrievable; use text_rich_no_drug for the prospective task")
     trial_data = prepare_trial_data(dataset, config, the_split, cache=EmbeddingCache(Path(cache_dir)) if cache_dir else None)
     result = run_trial(config, trial_data, the_split, side=side, n_boot=n_boot, bootstrap_seed=bootstrap_seed, device=device)
     if dataset.has_groups and "text_to_molecule_grouped" not in result.metrics:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from benchmark.errors import BenchmarkError, ConfigError
 
-LIST_KINDS = ("tasks", "suites", "systems", "search-spaces", "encoders", "splits", "text-fields", "heads", "losses")
+LIST_KINDS = ("datasets", "tasks", "suites", "systems", "search-spaces", "encoders", "splits", "text-fields", "heads", "losses")
 
 
 def _parse_params(pairs: list[str] | None, flag: str) -> dict:
@@ -45,6 +45,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text-column", help="bring-your-own: column with the text")
     g.add_argument("--id-column", help="bring-your-own: column with molecule ids (optional)")
     g.add_argument("--group-column", help="bring-your-own: column with targets/groups for grouped retrieval (optional)")
+    g.add_argument("--split-column", help="bring-your-own: column with a published split (train / val / test per row); "
+                                          "runs exactly that split")
     g.add_argument("--text-template", help="template of a custom text field 'custom', segments separated by '|', "
                                            "e.g. '{mechanism}.|Target: {target_name}.' (use with --text-field custom)")
 
@@ -70,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("kind", nargs="?", default="all", help=f"one of {', '.join(LIST_KINDS)} (default: all)")
 
     p_train = sub.add_parser("train", help="train and evaluate one bridge configuration")
+    p_train.add_argument("--dataset", help="a registered dataset: approved (default) | clinical "
+                                           "(python -m benchmark list datasets)")
     _add_data_options(p_train)
     g = p_train.add_argument_group("split")
-    g.add_argument("--split", default="random", help="random | scaffold | pair (leaky)")
+    g.add_argument("--split", default=None, help="random (default) | scaffold | pair (leaky) | prospective | "
+                                                 "published (with --split-column)")
     g.add_argument("--split-seed", type=int, default=0)
     g.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"))
     g.add_argument("--eval-split", choices=("val", "test"), default="test",
@@ -82,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mol-encoder-param", action="append", metavar="KEY=VALUE")
     g.add_argument("--text-encoder", default="minilm")
     g.add_argument("--text-encoder-param", action="append", metavar="KEY=VALUE")
-    g.add_argument("--text-field", default="text_rich", help="text_rich | mechanism | text_rich_no_drug | custom")
+    g.add_argument("--text-field", default=None, help="text_rich (default; text_rich_no_drug for the prospective "
+                                                      "split) | mechanism | text_rich_no_drug | custom")
     g = p_train.add_argument_group("bridge and loss")
     g.add_argument("--head", default="linear", help="linear | mlp | memory_bank")
     g.add_argument("--dim", type=int, default=256)
@@ -148,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_perf.add_argument("--out", default="reports/perf.md")
     p_perf.add_argument("--suite", default="default", help="the suite the 'suite' section runs (default: default)")
 
-    p_dl = sub.add_parser("download-chembl", help="download approved drugs and mechanisms from the ChEMBL web services")
+    p_dl = sub.add_parser("download-chembl", help="download a dataset (drugs and mechanisms) from the ChEMBL web services")
+    p_dl.add_argument("--dataset", default="approved", help="approved (max_phase 4) | clinical (max_phase >= 1)")
     p_dl.add_argument("--out", help="folder for the parquet (default: the cache directory)")
     p_dl.add_argument("--force", action="store_true", help="download again even if cached")
     return parser
@@ -163,6 +170,13 @@ def cmd_list(kind: str) -> int:
     if kind != "all" and kind not in LIST_KINDS:
         raise UnknownNameError("list kind", kind, LIST_KINDS)
     show = LIST_KINDS if kind == "all" else (kind,)
+    if "datasets" in show:
+        from benchmark import datasets
+
+        print("datasets:")
+        for name in datasets.DATASETS.names():
+            dataset = datasets.load(name, allow_download=False)
+            print(datasets.format_card(datasets.card(name, dataset)))
     if "tasks" in show or "suites" in show or "systems" in show:
         from benchmark.tasks import SUITES, SYSTEMS, TASKS, load_registry
 
@@ -226,10 +240,12 @@ def cmd_train(args) -> int:
     from benchmark.config import TrialConfig
 
     text_templates = {"custom": args.text_template} if args.text_template else None
+    split = args.split or ("published" if args.split_column else "random")
+    text_field = args.text_field or ("text_rich_no_drug" if split == "prospective" else "text_rich")
     config = TrialConfig.model_validate({
         "mol_encoder": {"name": args.mol_encoder, "params": _parse_params(args.mol_encoder_param, "--mol-encoder-param")},
         "text_encoder": {"name": args.text_encoder, "params": _parse_params(args.text_encoder_param, "--text-encoder-param")},
-        "text_field": args.text_field,
+        "text_field": text_field,
         "bridge": {"head": args.head, "dim": args.dim},
         "loss": {"temperature": args.temperature, "margin": args.margin, "hard_negative_beta": args.hard_negative_beta,
                  "same_target_weight": args.same_target_weight, "infonce_weight": args.infonce_weight,
@@ -238,7 +254,8 @@ def cmd_train(args) -> int:
         "seed": args.seed,
     })
     result = train_and_evaluate(
-        config, data=args.data, columns=_columns(args), text_templates=text_templates, split=args.split,
+        config, data=args.data, dataset=args.dataset, split_column=args.split_column, columns=_columns(args),
+        text_templates=text_templates, split=split,
         split_seed=args.split_seed, fractions=tuple(args.fractions), side=args.eval_split, n_boot=args.bootstrap,
         cache_dir=args.cache_dir, device=args.device,
     )
@@ -250,16 +267,31 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from benchmark.runner import RunOptions, format_summary, run_suite
+#: run options and the flags that set them (for messages naming the flag)
+RUN_FLAGS = {"suite": "--suite", "data": "--data", "tracking_uri": "--tracking-uri", "output": "--output",
+             "resume": "--resume", "address": "--address", "cpus_per_trial": "--cpus-per-trial",
+             "gpus_per_trial": "--gpus-per-trial", "num_samples": "--num-samples", "time_budget_s": "--time-budget",
+             "max_concurrent": "--max-concurrent", "search_space": "--search-space", "asha": "--asha", "seed": "--seed",
+             "cache_dir": "--cache-dir", "max_failures": "--max-failures"}
 
-    options = RunOptions(
-        suite=args.suite, data=args.data, tracking_uri=args.tracking_uri, output=args.output, resume=args.resume,
-        address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        num_samples=args.num_samples, time_budget_s=args.time_budget, max_concurrent=args.max_concurrent,
-        search_space=args.search_space, asha=args.asha, seed=args.seed, cache_dir=args.cache_dir,
-        allow_download=not args.offline, max_failures=args.max_failures,
-    )
+
+def run_options(args):
+    """RunOptions from the parsed flags; a value out of range is an error naming its flag."""
+    from benchmark.runner import RunOptions
+
+    values = {name: getattr(args, flag.lstrip("-").replace("-", "_")) for name, flag in RUN_FLAGS.items()}
+    try:
+        return RunOptions(**values, allow_download=not args.offline)
+    except ValidationError as exc:
+        problems = "; ".join(f"{RUN_FLAGS.get(str(e['loc'][0]), e['loc'][0])} {e.get('input')!r}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"invalid option: {problems}") from None
+
+
+def cmd_run(args) -> int:
+    from benchmark.runner import format_summary, run_suite
+
+    options = run_options(args)
     results = run_suite(options)
     print()
     print(format_summary(results))
@@ -282,10 +314,12 @@ def cmd_report(args) -> int:
 
 def cmd_download(args) -> int:
     from benchmark.data.chembl import download_to_cache
+    from benchmark.datasets import DATASETS
 
-    path = download_to_cache(out_dir=args.out, force=args.force)
-    print(f"ChEMBL approved-drug mechanisms: {path} (provenance in {path.with_suffix('.json')})")
-    print(f"use it with: python -m benchmark train --data {path}")
+    entry = DATASETS.get(args.dataset)
+    path = download_to_cache(out_dir=args.out, force=args.force, min_phase=entry.min_phase, name=entry.download_name)
+    print(f"ChEMBL dataset {entry.name!r}: {path} (provenance in {path.with_suffix('.json')})")
+    print(f"used from the cache by: python -m benchmark train --dataset {entry.name} (or --data {path})")
     return 0
 
 

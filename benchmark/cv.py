@@ -25,15 +25,16 @@ import pandas as pd
 import yaml
 
 from benchmark.comparison import Comparison, compare_systems
-from benchmark.config import TrialConfig, flatten, short_config
+from benchmark.config import TrialConfig, short_config
 from benchmark.data.cleaning import PairDataset
 from benchmark.folds import Fold, FoldPlan, plan_folds
-from benchmark.names import (COMPARISON_ARTIFACT, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM, STAGE_TASK,
+from benchmark.names import (COMPARISON_ARTIFACT, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM,
                              TAG_FOLD, TAG_FOLDS_CHECKSUM, TAG_PRIMARY, TAG_PROTOCOL, TAG_REPEAT, TAG_RUN_UID,
                              TAG_STAGE, TAG_SYSTEM, TAG_TASK, TEST_PREFIX, metric_key)
 from benchmark.search_space import SearchSpace, load_search_space
 from benchmark.tasks import GROUPED_METRICS, METRICS, SystemSpec, TaskSpec
 from benchmark.trial import FitScore, TrialData, fit_and_score, prepare_trial_data
+from benchmark.tuning import OBJECTIVE
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class FitJob:
     config: TrialConfig
     tasks: list[str]  # the tasks whose selection chose this configuration (all of the group for fixed systems)
     val_value: dict[str, float] = field(default_factory=dict)  # per task, tuned systems only
+    selected_by: dict[str, str] = field(default_factory=dict)  # per task: the validation metric it was chosen by
 
 
 def task_metrics(task: TaskSpec) -> list[str]:
@@ -125,7 +127,14 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
 
     for fold in folds.folds:
         for task in group:
-            best = select_best(grid, task.primary_key, fold.name)
+            by = f"val/{task.primary_key}"
+            best = select_best(grid, by, fold.name)
+            if best is None:  # e.g. a small inner validation side without a target of >= 3 molecules
+                by = OBJECTIVE
+                best = select_best(grid, by, fold.name)
+                if best is not None:
+                    log.warning("%s, fold %s: no trial of %s has %s on inner validation; chosen by the trial "
+                                "objective instead", task.name, fold.name, system.name, task.primary_key)
             if best is None:
                 log.warning("%s: no successful trial of %s on fold %s", task.name, system.name, fold.name)
                 continue
@@ -134,18 +143,20 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
             job = jobs.setdefault((fold.name, cfg.digest()), FitJob(system.name, fold, cfg, []))
             job.tasks.append(task.name)
             job.val_value[task.name] = value
+            job.selected_by[task.name] = by
     return list(jobs.values())
 
 
-def select_best(grid, key: str, fold: str) -> tuple[dict, float] | None:
-    """Best successful trial of one fold by `key` on inner validation (ties: higher objective, then trial id)."""
-    from benchmark.tuning import FOLD_KEY, OBJECTIVE
+def select_best(grid, metric: str, fold: str) -> tuple[dict, float] | None:
+    """Best successful trial of one fold by `metric` (a reported key: 'val/<mode>/<metric>' or the objective) on
+    inner validation (ties: higher objective, then trial id)."""
+    from benchmark.tuning import FOLD_KEY
 
     candidates = []
     for result in grid:
         if result.error is not None or not result.metrics or (result.config or {}).get(FOLD_KEY) != fold:
             continue
-        value = result.metrics.get(f"val/{key}")
+        value = result.metrics.get(metric)
         if value is None or value != value:
             continue
         candidates.append((-value, -result.metrics.get(OBJECTIVE, 0.0), result.metrics["trial_id"], result.config))
@@ -316,7 +327,8 @@ class FoldLogger:
         for task_name in job.tasks:
             task = next(t for t in self.group if t.name == task_name)
             self.chosen[(task_name, job.system, job.fold.name)] = {
-                "config": short_config(job.config), "digest": job.config.digest(), "val": job.val_value.get(task_name)}
+                "config": short_config(job.config), "digest": job.config.digest(), "val": job.val_value.get(task_name),
+                "selected_by": job.selected_by.get(task_name)}
             tags = {TAG_RUN_UID: self.uid, TAG_TASK: task_name, TAG_SYSTEM: job.system, TAG_STAGE: STAGE_FIT,
                     TAG_FOLD: job.fold.name, TAG_REPEAT: job.fold.repeat, "fold_checksum": job.fold.checksum,
                     "status": "failed" if error else "finished", **({"error": error} if error else {})}
@@ -345,6 +357,8 @@ class FoldLogger:
     def finish(self, options) -> dict:
         frame = pd.DataFrame(self.rows, columns=["task", "system", "fold", "repeat", "key", "value"])
         frame = frame.drop_duplicates(["task", "system", "fold", "key"], keep="last")
+        # a fixed order: fits complete in any order, and sums must not depend on it
+        frame = frame.sort_values(["task", "system", "fold", "key"], ignore_index=True)
         results = {}
         for task in self.group:
             scores = frame[frame["task"] == task.name]
@@ -398,7 +412,3 @@ class FoldLogger:
                                                                "base": s.space.base} for s in self.systems}),
                               "systems.yaml")
         self.tracker.end(parent, "FINISHED" if not scores.empty else "FAILED")
-
-
-__all__ = ["run_group", "load_systems", "plan", "task_metrics", "fold_summary", "compare_task", "FoldLogger",
-           "STAGE_TASK", "flatten"]

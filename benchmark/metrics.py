@@ -220,14 +220,36 @@ def _concat(runs: list[RetrievalRun], direction: str) -> RetrievalRun:
                         np.concatenate([r.gallery_size for r in chosen]))
 
 
+def molecule_to_text_against(mol_emb: torch.Tensor, text_emb: torch.Tensor, mol_idx: np.ndarray, text_idx: np.ndarray,
+                             gallery: np.ndarray) -> RetrievalRun:
+    """Global molecule-to-text ranks against a given text gallery (dataset indices), e.g. every text of
+    the dataset: a new compound usually acts on a mechanism already known, not only on those of its side."""
+    gallery = np.unique(gallery)
+    missing = np.setdiff1d(text_idx, gallery)
+    if len(missing):
+        raise ValueError(f"{len(missing)} texts of the evaluated pairs are not in the text gallery")
+    mols, m_local = np.unique(mol_idx, return_inverse=True)
+    g_local = np.searchsorted(gallery, text_idx)
+    positives = positive_matrix(m_local, g_local, len(mols), len(gallery))
+    dev = mol_emb.device
+    ranks = rank_of_best_positive(mol_emb[torch.from_numpy(mols).to(dev)], text_emb[torch.from_numpy(gallery).to(dev)],
+                                  positives)
+    return RetrievalRun("molecule_to_text", False, ranks, mols, None, np.full(len(mols), len(gallery)), gallery)
+
+
 def evaluate_retrieval(mol_emb: torch.Tensor, text_emb: torch.Tensor, mol_idx: np.ndarray, text_idx: np.ndarray,
-                       groups: np.ndarray | None = None, *, min_group_size: int = 3) -> dict[str, RetrievalRun]:
+                       groups: np.ndarray | None = None, *, min_group_size: int = 3,
+                       text_gallery: np.ndarray | None = None) -> dict[str, RetrievalRun]:
     """Global retrieval over the evaluated pairs, and grouped retrieval when groups are known.
 
     `mol_emb` / `text_emb` hold embeddings of every molecule / text of the dataset (rows indexed
-    by `mol_idx` / `text_idx`); the arrays describe the evaluated pairs only.
+    by `mol_idx` / `text_idx`); the arrays describe the evaluated pairs only. With `text_gallery`
+    (dataset text indices), global molecule-to-text ranks against that gallery instead of the
+    evaluated pairs' own texts.
     """
     runs = {r.name: r for r in _directions(mol_emb, text_emb, mol_idx, text_idx, False, None)}
+    if text_gallery is not None:
+        runs["molecule_to_text"] = molecule_to_text_against(mol_emb, text_emb, mol_idx, text_idx, text_gallery)
     if groups is None:
         return runs
     grouped_runs: list[RetrievalRun] = []

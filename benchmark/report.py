@@ -20,7 +20,9 @@ import pandas as pd
 
 from benchmark.bootstrap import paired_bootstrap
 from benchmark.errors import BenchmarkError
-from benchmark.names import HOLDOUT, STAGE_TASK, STAGE_TRIAL, TAG_FOLD, TAG_PROTOCOL
+from benchmark.names import (HOLDOUT, STAGE_TASK, STAGE_TRIAL, TAG_CHOSEN_CONFIG, TAG_FINAL_SEEDS, TAG_FOLD, TAG_LEAKY,
+                             TAG_PRIMARY, TAG_PROTOCOL, TAG_RUN_UID, TAG_SPLIT_CHECKSUM, TAG_STAGE, TAG_STATUS, TAG_TASK,
+                             TAG_TEXT_FIELD, TAG_TRIAL_ID, metric_key)
 
 PAPER_TABLE1 = [
     # setting, recall@1, mrr, grouped recall@1, our task (and what of it) that corresponds
@@ -41,10 +43,6 @@ DIFFERENCES = [
     "sit in train and test); galleries hold the unique items of the test side only.",
     "Numbers here are means over 3 seeds with 95% bootstrap CIs over test queries; the paper gives point values.",
 ]
-
-
-def _metric_key(mode: str, metric: str) -> str:
-    return f"{mode}.{metric}".replace("@", "_at_")
 
 
 @dataclass
@@ -69,7 +67,7 @@ class Row:
 def _all_runs(client, experiment_ids: list[str], stage: str) -> list:
     runs, token = [], None
     while True:
-        page = client.search_runs(experiment_ids, filter_string=f"tags.stage = '{stage}'", max_results=1000,
+        page = client.search_runs(experiment_ids, filter_string=f"tags.{TAG_STAGE} = '{stage}'", max_results=1000,
                                   page_token=token, order_by=["attributes.start_time ASC"])
         runs += list(page)
         token = page.token
@@ -82,7 +80,7 @@ def _metrics_of(run, prefix: str, modes: Iterable[str]) -> dict[str, dict]:
     out = {}
     for mode in modes:
         for metric in ("recall@1", "recall@5", "recall@10", "mrr"):
-            key = f"{prefix}.{_metric_key(mode, metric)}"
+            key = f"{prefix}.{metric_key(mode, metric)}"
             if key in data:
                 out[f"{mode}/{metric}"] = {"value": data[key], "ci_low": data.get(f"{key}_ci_low"),
                                            "ci_high": data.get(f"{key}_ci_high"), "n": data.get(f"{key}_n"),
@@ -108,12 +106,39 @@ class ReportData:
     artifacts: dict[str, Path]
     experiments: list[str]
     cv: list = field(default_factory=list)  # report_cv.CVTask per repeated-CV task
+    datasets: dict[str, str] = field(default_factory=dict)  # holdout task -> dataset card line
+
+
+def dataset_line(run) -> str:
+    """One line of the dataset card that a task's parent run logged as its MLflow input."""
+    import json
+
+    inputs = getattr(run, "inputs", None)
+    items = list(getattr(inputs, "dataset_inputs", None) or [])
+    if not items:
+        return ""
+    d = items[0].dataset
+    profile = json.loads(d.profile or "{}")
+    try:
+        source = json.loads(d.source).get("uri", d.source)
+    except (TypeError, ValueError):
+        source = d.source
+    return (f"Dataset: **{d.name}** (fingerprint {d.digest}; {profile.get('n_pairs', '?')} pairs, "
+            f"{profile.get('n_molecules', '?')} molecules, {profile.get('n_groups', '?')} targets; read from "
+            f"{Path(str(source)).name}; ChEMBL data, CC BY-SA 3.0: credit ChEMBL)")
 
 
 def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Path | None = None) -> ReportData:
     """Finished task runs (bridge and untrained-heads rows), trial runs, and the artifacts the report needs."""
+    from urllib.parse import urlparse
+
     from mlflow.tracking import MlflowClient
 
+    if urlparse(tracking_uri).scheme == "sqlite":  # reading a missing sqlite store would create an empty one
+        db = Path(tracking_uri[len("sqlite:///"):])
+        if not db.is_file():
+            raise BenchmarkError(f"no MLflow store at {db} (from --tracking-uri {tracking_uri}); run `python -m "
+                                 "benchmark run` first or point --tracking-uri at an existing store")
     client = MlflowClient(tracking_uri)
     found = client.search_experiments()
     if experiments:
@@ -137,9 +162,11 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
     rows: dict[str, list[Row]] = {}
     artifacts: dict[str, Path] = {}
     seen: dict[tuple, Row] = {}
+    datasets: dict[str, str] = {}
     for run in parents:  # oldest first: a later run of the same system replaces the earlier one
         tags = run.data.tags
-        task, primary = tags["task"], tags["primary_metric"]
+        task, primary = tags[TAG_TASK], tags[TAG_PRIMARY]
+        datasets[task] = dataset_line(run) or datasets.get(task, "")
         modes = {primary.split("/")[0]} | {m for m in ("text_to_molecule", "molecule_to_text",
                                                         "text_to_molecule_grouped", "molecule_to_text_grouped")}
         local = Path(client.download_artifacts(run.info.run_id, "per_query_ranks.parquet", str(workdir)))
@@ -149,12 +176,12 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
         for kind, prefix, system in (("bridge", "test", "bridge"), ("untrained heads", "baseline.test", "untrained")):
             params = run.data.params
             encoders = f"{params.get('chosen.mol_encoder.name', '?')}+{params.get('chosen.text_encoder.name', '?')}"
-            label = tags.get("chosen_config", "?") if kind == "bridge" else \
+            label = tags.get(TAG_CHOSEN_CONFIG, "?") if kind == "bridge" else \
                 f"{encoders}, {params.get('chosen.bridge.head', '?')} heads"
-            if tags.get("text_field", "text_rich") != "text_rich":
+            if tags.get(TAG_TEXT_FIELD, "text_rich") != "text_rich":
                 label += f" [{tags['text_field']}]"
-            row = Row(task, label, kind, run.info.run_id, tags.get("leaky") == "True", primary,
-                      tags.get("text_field", "text_rich"), tags.get("final_seeds", ""), tags.get("split_checksum", ""),
+            row = Row(task, label, kind, run.info.run_id, tags.get(TAG_LEAKY) == "True", primary,
+                      tags.get(TAG_TEXT_FIELD, "text_rich"), tags.get(TAG_FINAL_SEEDS, ""), tags.get(TAG_SPLIT_CHECKSUM, ""),
                       _metrics_of(run, prefix, modes), _primary_values(frame, system, primary))
             seen[(task, kind, label)] = row
         try:
@@ -168,11 +195,11 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
         task_rows.sort(key=lambda r: (-_nan_low(r.value()), r.kind != "bridge", r.system))
         for upper, lower in zip(task_rows, task_rows[1:]):
             upper.versus_next = _versus(upper, lower)
-    text_fields = {r.info.run_id: r.data.tags.get("text_field", "text_rich") for r in _all_runs(client, ids, STAGE_TASK)}
+    text_fields = {r.info.run_id: r.data.tags.get(TAG_TEXT_FIELD, "text_rich") for r in _all_runs(client, ids, STAGE_TASK)}
     # tuning trials of repeated CV belong to one study per fold, not to one study per task: not drawn as histories
     holdout_trials = [r for r in _all_runs(client, ids, STAGE_TRIAL) if TAG_FOLD not in r.data.tags]
     trials = _trial_frame(holdout_trials, text_fields)
-    return ReportData(rows, trials, artifacts, [e.name for e in chosen], cv_tasks)
+    return ReportData(rows, trials, artifacts, [e.name for e in chosen], cv_tasks, datasets)
 
 
 def _nan_low(value: float) -> float:
@@ -191,10 +218,10 @@ def _versus(upper: Row, lower: Row) -> str:
 def _trial_frame(runs: list, text_fields: dict[str, str]) -> pd.DataFrame:
     records = []
     for run in runs:
-        record = {"task": run.data.tags.get("task"), "trial_id": run.data.tags.get("trial_id"),
-                  "text_field": text_fields.get(run.data.tags.get("mlflow.parentRunId", ""), "text_rich"),
-                  "run_uid": run.data.tags.get("run_uid", ""),
-                  "status": run.data.tags.get("status"), "start": run.info.start_time,
+        tags = run.data.tags
+        record = {"task": tags.get(TAG_TASK), "trial_id": tags.get(TAG_TRIAL_ID),
+                  "text_field": text_fields.get(tags.get("mlflow.parentRunId", ""), "text_rich"),
+                  "run_uid": tags.get(TAG_RUN_UID, ""), "status": tags.get(TAG_STATUS), "start": run.info.start_time,
                   "objective": run.data.metrics.get("objective")}
         for key, value in run.data.params.items():
             record[f"param.{key}"] = value
@@ -291,6 +318,7 @@ def _cv_markdown(data: ReportData, images: dict[str, str]) -> list[str]:
            "a letter are statistically indistinguishable.", ""]
     for task in data.cv:
         out += [f"### {task.task} ({task.experiment})", "", task.description, ""]
+        out += [task.dataset, ""] if task.dataset else []
         if task.comparison is None:
             out += ["No comparison: fewer than two systems or three folds finished.", ""]
             continue
@@ -313,7 +341,8 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
     for task in sorted(data.rows):
         rows = data.rows[task]
         leak = " ⚠ LEAKY split (molecules shared between train and test)" if rows[0].leaky else ""
-        out += [f"### {task}{leak}", "", _md_table(*task_table(rows)), ""]
+        out += [f"### {task}{leak}", ""] + ([data.datasets[task], ""] if data.datasets.get(task) else [])
+        out += [_md_table(*task_table(rows)), ""]
     header, body, _ = paper_comparison(data)
     out += ["## Side by side with the paper (Tupakula 2025, Table 1)", "", _md_table(header, body), "",
             "What differs:", ""] + [f"- {d}" for d in DIFFERENCES] + [""]
@@ -354,6 +383,8 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
                      "indistinguishable; no best mean in bold.</p>")
         for task in data.cv:
             parts.append(f"<h3>{html.escape(task.task)} ({html.escape(task.experiment)})</h3>")
+            if task.dataset:
+                parts.append(f"<p>{html.escape(task.dataset.replace('**', ''))}</p>")
             if task.comparison is None:
                 parts.append("<p>No comparison: fewer than two systems or three folds finished.</p>")
                 continue
@@ -363,7 +394,8 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
     for task in sorted(data.rows):
         rows = data.rows[task]
         leak = " <span class='leaky'>⚠ LEAKY split</span>" if rows[0].leaky else ""
-        parts.append(f"<h2>{html.escape(task)}{leak}</h2>" + table(*task_table(rows)))
+        card = f"<p>{html.escape(data.datasets[task].replace('**', ''))}</p>" if data.datasets.get(task) else ""
+        parts.append(f"<h2>{html.escape(task)}{leak}</h2>" + card + table(*task_table(rows)))
     header, body, _ = paper_comparison(data)
     parts.append("<h2>Side by side with the paper (Table 1)</h2>" + table(header, body))
     parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in DIFFERENCES) + "</ul>")

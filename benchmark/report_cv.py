@@ -34,6 +34,7 @@ class CVTask:
     description: str
     scores: pd.DataFrame  # system, fold, repeat, key, value
     comparison: Comparison | None  # on the primary metric
+    dataset: str = ""  # the dataset card line of the parent run
 
     def means(self, key: str) -> dict[str, float]:
         part = self.scores[self.scores["key"] == key]
@@ -82,8 +83,10 @@ def collect_cv(client, experiments: dict[str, str]) -> list[CVTask]:
         comparison = None
         if part["system"].nunique() >= 2 and part["fold"].nunique() >= 3:
             comparison = compare_systems(part, primary)
+        from benchmark.report import dataset_line
+
         out.append(CVTask(task, experiments[parent.info.experiment_id], parent.info.run_id, primary,
-                          tags.get("mlflow.note.content", ""), scores, comparison))
+                          tags.get("mlflow.note.content", ""), scores, comparison, dataset_line(parent)))
     return out
 
 
@@ -164,8 +167,7 @@ def figures(task: CVTask, folder: Path, practical: float = PRACTICAL_DIFFERENCE)
     fig, ax = plt.subplots(figsize=(1.1 * k + 3, 0.9 * k + 1.5))
     limit = max(float(np.abs(diff).max()), practical * 1.5)
     shown = np.ma.masked_where(np.abs(diff) < practical, diff)
-    cmap = matplotlib.colormaps["RdBu_r"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
     im = ax.imshow(shown, cmap=cmap, vmin=-limit, vmax=limit)
     for i in range(k):
         for j in range(k):

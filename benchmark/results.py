@@ -115,7 +115,7 @@ def _fmt(entry: dict | None, digits: int = 3) -> str:
 def format_table(result: dict) -> str:
     """Plain-text metric table: bridge and untrained baseline, 95% CI, n (and groups)."""
     split = result["split"]
-    leak = "  ** LEAKY pair split: molecules shared across sides **" if split.get("leaky") else ""
+    leak = f"  ** LEAKY {split['name']} split: molecules shared across sides **" if split.get("leaky") else ""
     lines = [
         f"dataset {result['dataset']['fingerprint']}: {result['dataset']['n_pairs']} pairs, "
         f"{result['dataset']['n_molecules']} molecules (dropped {result['dataset']['dropped']})",

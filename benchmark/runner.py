@@ -21,15 +21,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
 from pathlib import Path
 
 import yaml
 
 from benchmark.cache import EmbeddingCache, atomic_write_bytes
 from benchmark.config import TrialConfig, flatten, short_config
-from benchmark.data.chembl import download_to_cache
-from benchmark.data.loaders import DATA_ENV, find_default_data, load_dataset
-from benchmark.errors import BenchmarkError, ConfigError, DownloadError
+from benchmark.data.loaders import load_dataset
+from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.finals import FinalOutcome, per_query_frame, run_finals
 from benchmark.search_space import load_search_space
 from benchmark.splits import make_split
@@ -46,41 +47,32 @@ log = logging.getLogger(__name__)
 STATE_FILE = "run_state.json"
 
 
-def resolve_data(data: str | None, *, allow_download: bool = True) -> Path:
-    """--data, else $BENCHMARK_DATA, else a (cached) ChEMBL download where reachable, else the snapshot."""
-    import os
+class RunOptions(BaseModel):
+    """The options of one `run`: the one settings model that the CLI, the library and the stages read.
 
-    if data:
-        return Path(data)
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    if allow_download:
-        try:
-            return download_to_cache(retries=2, base_delay=1.0)
-        except DownloadError as exc:
-            log.info("ChEMBL download unavailable (%s...); using the offline snapshot", str(exc)[:90])
-    return find_default_data()
+    Suites give defaults (search space, budget, concurrency); an option set here overrides them.
+    Values are validated when the options are made, so a bad flag fails before anything starts.
+    """
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-@dataclass
-class RunOptions:
     suite: str = "default"
     data: str | None = None
     tracking_uri: str | None = None
     output: str = "results"
     resume: bool = False
     address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    num_samples: int | None = None
-    time_budget_s: float | None = None
-    max_concurrent: int | None = None
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    num_samples: int | None = Field(None, ge=1)  # holdout: trials per split; CV: trials per fold
+    time_budget_s: float | None = Field(None, gt=0)
+    max_concurrent: int | None = Field(None, ge=1)
     search_space: str | None = None
     asha: bool | None = None
     seed: int = 0
     cache_dir: str | None = None
     allow_download: bool = True
-    max_failures: int = 0
+    max_failures: int = Field(0, ge=0)
 
 
 def _load_state(output: Path, options: RunOptions) -> dict:
@@ -110,12 +102,18 @@ def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec,
         TAG_RUN_UID: state["run_uid"], TAG_STAGE: STAGE_TASK, TAG_TASK: task.name, "suite": suite.name,
         "split": task.split.name, TAG_LEAKY: task.leaky, "retrieval": task.retrieval, TAG_PROTOCOL: HOLDOUT,
         TAG_PRIMARY: task.primary_key, "dataset_fingerprint": dataset.fingerprint,
-        TAG_TEXT_FIELD: task.dataset.text_field, "package_version": __version__, "git_commit": git_commit(),
+        TAG_TEXT_FIELD: task.dataset.text_field, "dataset": dataset_name(task), "package_version": __version__, "git_commit": git_commit(),
         "mlflow.note.content": task.description, **tags,
     })
     params = {f"task.{k}": v for k, v in flatten(task.model_dump()).items()}
     tracker.log(run_id, params=params)
+    tracker.log_dataset(run_id, dataset, dataset_name(task))
     return run_id
+
+
+def dataset_name(task: TaskSpec) -> str:
+    """What the MLflow Dataset column shows: the registered name, or the file's name."""
+    return task.dataset.name if task.dataset.source == "default" else Path(task.dataset.path).name
 
 
 def trial_seconds(grid) -> float:
@@ -377,12 +375,16 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
     return results
 
 
-def _load_group_dataset(ctx: RunContext, task: TaskSpec, data_path: list):
-    if task.dataset.source == "file":
-        return load_dataset(Path(task.dataset.path))
-    if not data_path:
-        data_path.append(resolve_data(ctx.options.data, allow_download=ctx.options.allow_download))
-    return load_dataset(data_path[0])
+def _load_group_dataset(ctx: RunContext, task: TaskSpec, loaded: dict):
+    """Stage: the group's dataset (each registered dataset loaded once per run)."""
+    from benchmark import datasets
+
+    spec = task.dataset
+    if spec.source == "file":
+        return load_dataset(Path(spec.path), split_column=spec.split_column)
+    if spec.name not in loaded:
+        loaded[spec.name] = datasets.load(spec.name, data=ctx.options.data, allow_download=ctx.options.allow_download)
+    return loaded[spec.name]
 
 
 def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:
@@ -393,9 +395,9 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
                "experiment": ctx.tracker.experiment, "tasks": {}}
     if not ctx.suite.systems:
         results["search_space"] = load_search_space(options.search_space or ctx.suite.search_space).name
-    started, data_path = time.perf_counter(), []
+    started, loaded = time.perf_counter(), {}
     for key, group in _plan(tasks).items():
-        dataset = _load_group_dataset(ctx, group[0], data_path)
+        dataset = _load_group_dataset(ctx, group[0], loaded)
         run_group = _run_cv_group if group[0].protocol.is_cv else _run_holdout_group
         results["tasks"].update(run_group(ctx, key, group, dataset))
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -40,16 +40,30 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    """`default`: --data / $BENCHMARK_DATA, else a ChEMBL download where reachable, else the snapshot."""
+    """`default`: the registered dataset `name` (benchmark.datasets: a ChEMBL download where reachable or cached,
+    else its snapshot; --data / $BENCHMARK_DATA replace the default dataset `approved`). `file`: a pairs file at
+    `path`, optionally with a published split in `split_column`."""
 
     source: Literal["default", "file"] = "default"
+    name: str = "approved"
     path: str | None = None
+    split_column: str | None = None
     text_field: str = "text_rich"
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from benchmark.datasets import DATASETS
+
+        DATASETS.get(name)
+        return name
 
     @model_validator(mode="after")
     def _file_needs_path(self):
         if self.source == "file" and not self.path:
             raise ValueError("dataset.source 'file' needs dataset.path")
+        if self.split_column and self.source != "file":
+            raise ValueError("dataset.split_column goes with source 'file' (a bring-your-own file)")
         return self
 
 

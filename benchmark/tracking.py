@@ -165,6 +165,19 @@ class Tracker:
             chunk = entries[start:start + MAX_METRICS]
             _retry_locked(lambda: self.client.log_batch(run_id, metrics=chunk))
 
+    def log_dataset(self, run_id: str, dataset, name: str, context: str = "benchmark") -> None:
+        """The run's dataset as an MLflow input (the runs table's Dataset column): name, digest = the dataset
+        fingerprint, source = the file it was read from, profile = its counts."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        summary = dataset.summary()
+        profile = {k: summary[k] for k in ("n_pairs", "n_molecules", "n_groups", "n_input_rows", "dropped")}
+        entry = Dataset(name=name, digest=dataset.fingerprint, source_type="local",
+                        source=json.dumps({"uri": str(summary["source"])}), profile=json.dumps(profile))
+        _retry_locked(lambda: self.client.log_inputs(run_id, [DatasetInput(entry, [InputTag("mlflow.data.context", context)])]))
+
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         _retry_locked(lambda: self.client.set_terminated(run_id, status=status))
 

@@ -97,11 +97,16 @@ class Evaluation:
         return self.metrics.get(direction, {}).get(metric, {}).get("value", float("nan"))
 
 
+def text_gallery(data: TrialData, split: Split) -> np.ndarray | None:
+    """Every text of the dataset where the split ranks molecule-to-text against it (prospective), else None."""
+    return np.arange(len(data.texts)) if split.text_gallery == "dataset" else None
+
+
 def evaluate(mol_emb: torch.Tensor, text_emb: torch.Tensor, data: TrialData, rows: np.ndarray, *,
-             n_boot: int, seed: int, min_group_size: int = 3) -> Evaluation:
+             n_boot: int, seed: int, min_group_size: int = 3, gallery: np.ndarray | None = None) -> Evaluation:
     groups = None if data.groups is None else data.groups[rows]
     runs = evaluate_retrieval(mol_emb, text_emb, data.mol_idx[rows], data.text_idx[rows], groups,
-                              min_group_size=min_group_size)
+                              min_group_size=min_group_size, text_gallery=gallery)
     metrics = {name: run.summary(n_boot=n_boot, seed=seed) for name, run in runs.items()}
     return Evaluation(runs, metrics)
 
@@ -113,15 +118,17 @@ def validation_values(runs: dict[str, RetrievalRun]) -> dict[str, float]:
             for metric, values in per_query_values(run.ranks, run.grouped).items() if "rank" not in metric}
 
 
-def validate(bridge, mol_x: torch.Tensor, text_x: torch.Tensor, data: TrialData, rows: np.ndarray) -> dict[str, float]:
+def validate(bridge, mol_x: torch.Tensor, text_x: torch.Tensor, data: TrialData, rows: np.ndarray,
+             gallery: np.ndarray | None = None) -> dict[str, float]:
     """Validation point values of a bridge on `rows` (every mode), for per-epoch reports."""
-    return validation_values(_retrieval_runs(bridge, mol_x, text_x, data, rows))
+    return validation_values(_retrieval_runs(bridge, mol_x, text_x, data, rows, gallery))
 
 
 def _retrieval_runs(bridge, mol_x: torch.Tensor, text_x: torch.Tensor, data: TrialData,
-                    rows: np.ndarray) -> dict[str, RetrievalRun]:
+                    rows: np.ndarray, gallery: np.ndarray | None = None) -> dict[str, RetrievalRun]:
     return evaluate_retrieval(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"),
-                              data.mol_idx[rows], data.text_idx[rows], None if data.groups is None else data.groups[rows])
+                              data.mol_idx[rows], data.text_idx[rows], None if data.groups is None else data.groups[rows],
+                              text_gallery=gallery)
 
 
 #: (epoch, training record, validation values or None) after every epoch
@@ -136,15 +143,16 @@ def train_on_split(config: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tenso
     train = split.train
     groups = None if data.groups is None else data.groups[train]
     check = bool(validate_every) and len(split.val) > 0
+    gallery = text_gallery(data, split)
 
     def hook(epoch: int, bridge, record: dict) -> None:
         due = check and (epoch % validate_every == 0 or epoch == config.optim.epochs)
-        on_epoch(epoch, record, validate(bridge, mol_x, text_x, data, split.val) if due else None)
+        on_epoch(epoch, record, validate(bridge, mol_x, text_x, data, split.val, gallery) if due else None)
 
     outcome = train_bridge(config, mol_x, text_x, data.mol_idx[train], data.text_idx[train], groups,
                            on_epoch=hook if on_epoch is not None else None)
     if config.optim.epochs == 0 and on_epoch is not None:
-        on_epoch(0, {}, validate(outcome.bridge, mol_x, text_x, data, split.val) if check else None)
+        on_epoch(0, {}, validate(outcome.bridge, mol_x, text_x, data, split.val, gallery) if check else None)
     return outcome
 
 
@@ -169,7 +177,7 @@ def fit_and_score(config: TrialConfig, data: TrialData, split: Split, *, side: s
     text_x = torch.as_tensor(data.text_features, device=dev)
     outcome = train_on_split(config, mol_x, text_x, data, split)
     started = time.perf_counter()
-    runs = _retrieval_runs(outcome.bridge, mol_x, text_x, data, split.rows(side))
+    runs = _retrieval_runs(outcome.bridge, mol_x, text_x, data, split.rows(side), text_gallery(data, split))
     values = validation_values(runs)
     return FitScore(values, {m: int(len(r.ranks)) for m, r in runs.items()},
                     {m: int(len(np.unique(r.query_groups))) for m, r in runs.items() if r.grouped},
@@ -222,15 +230,16 @@ def run_trial(config: TrialConfig, data: TrialData, split: Split, *, side: str =
     outcome = train_on_split(config, mol_x, text_x, data, split, validate_every=eval_every, on_epoch=on_epoch)
     started = time.perf_counter()
     bridge = outcome.bridge
+    gallery = text_gallery(data, split)
     trained = evaluate(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"), data, rows,
-                       n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size)
+                       n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size, gallery=gallery)
     untrained_bridge = build_bridge(config, mol_x.shape[1], text_x.shape[1]).to(dev)
     untrained = evaluate(untrained_bridge.embed_all(mol_x, "molecule"), untrained_bridge.embed_all(text_x, "text"),
-                         data, rows, n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size)
+                         data, rows, n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size, gallery=gallery)
     cosine = None
     if data.shared_space:
         cosine = evaluate(F.normalize(mol_x, dim=-1), F.normalize(text_x, dim=-1), data, rows,
-                          n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size)
+                          n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size, gallery=gallery)
     comparisons = {}
     for direction, metric in PAIRED_METRICS:
         if direction not in trained.runs:

@@ -13,10 +13,10 @@ folds run side by side on the cluster.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
-import pickle
 import queue
 import threading
 from dataclasses import dataclass
@@ -391,12 +391,34 @@ class PerFoldSearch(Searcher):
             self.searchers[self.fold_of[trial_id]].on_trial_complete(trial_id, result, error)
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.__dict__, handle)
+        """One file (Tune syncs only this one): own bookkeeping as JSON, each fold's study as the bytes that
+        OptunaSearch's own `save` writes (base64)."""
+        import base64
+        import tempfile
+
+        studies = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for fold, searcher in self.searchers.items():
+                searcher.save(str(Path(tmp) / "fold"))
+                studies[fold] = base64.b64encode((Path(tmp) / "fold").read_bytes()).decode()
+        with open(checkpoint_path, "w") as handle:
+            json.dump({"folds": self.folds, "per_fold": self.per_fold, "given": self.given, "fold_of": self.fold_of,
+                       "studies": studies}, handle)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            self.__dict__.update(pickle.load(handle))
+        import base64
+        import tempfile
+
+        with open(checkpoint_path) as handle:
+            state = json.load(handle)
+        if state["folds"] != self.folds:
+            raise BenchmarkError(f"the saved search covers folds {state['folds']}, this run {self.folds}: "
+                                 "start a new run instead of resuming")
+        self.per_fold, self.given, self.fold_of = state["per_fold"], state["given"], state["fold_of"]
+        with tempfile.TemporaryDirectory() as tmp:
+            for fold, encoded in state["studies"].items():
+                (Path(tmp) / "fold").write_bytes(base64.b64decode(encoded))
+                self.searchers[fold].restore(str(Path(tmp) / "fold"))
 
 
 def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace, *, callbacks: list,

@@ -29,7 +29,7 @@ TINY_SPACE = {
 
 
 def write_cv_suite(folder: Path, data: Path, *, name: str = "tinycv", folds: int = 3, repeats: int = 1,
-                   budget: int = 2, split: str = "random") -> Path:
+                   budget: int = 2, split: str = "random", epochs: int = 10, batch_size: int = 64) -> Path:
     """A repeated-CV suite: a fixed system (untrained heads) against a system tuned per fold (TF-IDF text)."""
     folder.mkdir(parents=True, exist_ok=True)
     common = {"dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
@@ -38,8 +38,8 @@ def write_cv_suite(folder: Path, data: Path, *, name: str = "tinycv", folds: int
     for mode in ("global", "grouped"):
         (folder / f"{name}-{mode}.yaml").write_text(yaml.safe_dump(
             {"name": f"{name}-{mode}", "description": f"tiny cv {mode} task", "retrieval": mode, **common}))
-    base = TINY_SPACE["base"]
-    spaces = {"fixed": {"base": {**base, "optim": {**base["optim"], "epochs": 0}}}, "tuned": TINY_SPACE}
+    base = {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": batch_size}}
+    spaces = {"fixed": {"base": {**base, "optim": {**base["optim"], "epochs": 0}}}, "tuned": {**TINY_SPACE, "base": base}}
     for kind, space in spaces.items():
         (folder.parent / f"{name}-{kind}.yaml").write_text(yaml.safe_dump({"name": f"{name}-{kind}", **space}))
     (folder / "systems.yaml").write_text(yaml.safe_dump({

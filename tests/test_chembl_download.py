@@ -38,6 +38,8 @@ class FakeResource:
         for key, value in lookups.items():
             if key.endswith("__in"):
                 out = [r for r in out if r.get(key[:-4]) in set(value)]
+            elif key.endswith("__gte"):
+                out = [r for r in out if float(r.get(key[:-5])) >= float(value)]
             else:
                 out = [r for r in out if float(r.get(key)) == float(value)]
         return FakeQuery(out)
@@ -132,3 +134,23 @@ def test_a_failed_download_resumes_from_its_partial_cache(tmp_path):
     assert healthy.molecule.calls == [] and healthy.mechanism.calls == []  # nothing fetched twice
     assert len(healthy.target.calls) == 3 and not (tmp_path / ".partial").exists()
     assert len(load_dataset(path).pairs) == 5
+
+
+def test_the_clinical_dataset_downloads_molecules_of_every_phase(tmp_path):
+    from benchmark.data.chembl import download_mechanisms
+
+    client = FakeClient()
+    table, provenance = download_mechanisms(client, min_phase=1, release="ChEMBL_33")
+    assert client.molecule.calls[0] == {"max_phase__gte": 1} and provenance["molecule_filter"] == {"max_phase__gte": 1}
+    assert {"2.0", "3.0", "4.0"} <= set(table["max_phase"].dropna())
+    approved, _ = download_approved_mechanisms(FakeClient(), release="ChEMBL_33")
+    assert set(approved["max_phase"].dropna()) == {"4.0"} and len(table) > len(approved)
+    path = download_to_cache(FakeClient(), out_dir=tmp_path, release="ChEMBL_33", min_phase=1,
+                             name="clinical_drug_mechanisms.parquet")
+    dataset = load_dataset(path)
+    phases = dataset.molecule_phases()
+    assert sorted(set(phases.tolist())) == [2.0, 3.0, 4.0]
+    assert json.loads(path.with_suffix(".json").read_text())["chembl_release"] == "ChEMBL_33"
+    from benchmark.datasets import card
+
+    assert card("clinical", dataset)["release"] == "ChEMBL ChEMBL_33"

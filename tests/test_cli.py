@@ -75,3 +75,27 @@ def test_mistakes_give_one_clear_line_and_no_traceback(args, message, tiny_csv):
 def test_debug_shows_the_traceback(tiny_csv):
     out = cli("--debug", "train", "--data", str(tiny_csv), "--mol-encoder", "nope")
     assert out.returncode == 2 and "Traceback" in out.stderr
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--num-samples", "0"], "--num-samples 0"),
+    (["--num-samples", "-1"], "--num-samples -1"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial 0.0"),
+    (["--max-concurrent", "0"], "--max-concurrent 0"),
+    (["--time-budget", "0"], "--time-budget 0.0"),
+    (["--max-failures", "-2"], "--max-failures -2"),
+])
+def test_run_options_out_of_range_are_refused_naming_the_flag(flags, named, tmp_path, capsys):
+    code = main(["run", "--output", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", *flags])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid option:") and named in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.db").exists()  # nothing started
+
+
+def test_list_shows_protocols_and_systems():
+    out = cli("list", "tasks")
+    assert "cv 5x5" in out.stdout and "holdout" in out.stdout
+    systems = cli("list", "systems").stdout
+    for name in ("untrained-heads", "paper-defaults", "tuned-linear", "second-order"):
+        assert name in systems

@@ -53,6 +53,12 @@ def test_every_system_is_fitted_and_tested_once_per_fold_and_logged(cv_run):
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
     client = MlflowClient(cv_run["uri"])
     assert "comparison.json" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    from benchmark.data import load_dataset
+
+    fingerprint = load_dataset(cv_run["root"] / "tiny.csv").fingerprint
+    for parent in parents:  # the runs table's Dataset column: name and digest = the dataset fingerprint
+        inputs = client.get_run(parent.info.run_id).inputs.dataset_inputs
+        assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("tiny.csv", fingerprint)]
     assert any(k.endswith(".p_adj") for k in parents[0].data.metrics)
 
 
@@ -68,7 +74,10 @@ def test_tuning_stays_inside_each_fold(cv_run):
     entry = cv_run["results"]["tasks"]["tinycv-global"]
     for fold, chosen in entry["systems"]["tinycv-tuned"]["chosen"].items():
         vals = [r.data.metrics["val.text_to_molecule.recall_at_1"] for r in trials if r.data.tags["fold"] == fold]
-        assert chosen["val"] == pytest.approx(max(vals))
+        assert chosen["val"] == pytest.approx(max(vals)) and chosen["selected_by"] == "val/text_to_molecule/recall@1"
+    grouped = cv_run["results"]["tasks"]["tinycv-grouped"]["systems"]["tinycv-tuned"]["chosen"]
+    assert len(grouped) == 6  # every fold chose, by the objective where its inner validation has no group
+    assert {c["selected_by"] for c in grouped.values()} <= {"val/text_to_molecule_grouped/recall@1", "objective"}
     assert entry["systems"]["tinycv-untrained"]["chosen"] == {}
 
 
@@ -96,7 +105,7 @@ def test_resume_reads_back_logged_fits_instead_of_refitting(cv_run, monkeypatch)
     monkeypatch.setattr(cv, "run_fits", lambda ctx, jobs, final, on_done: launched.extend(jobs))
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(cv_run["root"] / "tasks"))
     options = cv_run["options"]
-    again = run_suite(RunOptions(**{**options.__dict__, "resume": True}))
+    again = run_suite(options.model_copy(update={"resume": True}))
     assert launched == [] and len(stages(cv_run["uri"])[STAGE_FIT]) == before
     assert again["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"] == \
         cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"]
@@ -110,3 +119,48 @@ def test_report_shows_the_comparison(cv_run, tmp_path):
     assert "## Repeated cross-validation" in text and "tinycv-global" in text and "group" in text
     for kind in ("folds", "differences", "tukey", "cd"):
         assert (tmp_path / f"cv_{kind}_tinycv-grouped.png").exists()
+
+
+def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path, tiny_csv):
+    """SIGKILL mid-search, then --resume: every fold's study ends with exactly its budget, nothing logged twice."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=3, epochs=3000, batch_size=16)
+    env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [sys.executable, "-m", "benchmark", "run", "--suite", "killcv", "--tracking-uri", uri, "--output",
+            str(tmp_path / "out"), "--max-concurrent", "1", "--offline"]
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline, logged = time.time() + 300, 0
+        while time.time() < deadline and proc.poll() is None and logged < 2:  # one trial x two tasks
+            time.sleep(1)
+            try:
+                client = MlflowClient(uri)
+                experiment = client.get_experiment_by_name("benchmark-killcv")
+                logged = len(client.search_runs([experiment.experiment_id], "tags.stage = 'trial'")) if experiment else 0
+            except Exception:
+                continue
+        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("benchmark-killcv").experiment_id], max_results=5000)
+    trials = [r for r in runs if r.data.tags.get("stage") == "trial" and r.data.tags["task"] == "killcv-global"]
+    ids = [r.data.tags["trial_id"] for r in trials]
+    assert len(ids) == len(set(ids))  # none logged twice
+    assert Counter(r.data.tags["fold"] for r in trials) == {f"r0f{i}": 3 for i in range(3)}
+    fits = Counter((r.data.tags["task"], r.data.tags["system"], r.data.tags["fold"]) for r in runs
+                   if r.data.tags.get("stage") == "fit")
+    assert len(fits) == 2 * 2 * 3 and set(fits.values()) == {1}
+    storage = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
+    finished = {s.study_name: sum(t.state.is_finished() for t in optuna.load_study(study_name=s.study_name,
+                                                                                  storage=storage).trials)
+                for s in optuna.get_all_study_summaries(storage)}
+    assert len(finished) == 3 and set(finished.values()) == {3}, finished  # each fold's study: exactly its budget

@@ -84,3 +84,13 @@ def test_html_renders_in_headless_chromium_without_console_errors(tiny_store, tm
     assert shot.exists() and shot.stat().st_size > 20_000, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
+
+
+def test_report_on_a_missing_sqlite_store_creates_nothing(tmp_path):
+    from benchmark.errors import BenchmarkError
+    from benchmark.report import generate_report
+
+    db = tmp_path / "nowhere" / "mlflow.db"
+    with pytest.raises(BenchmarkError, match="no MLflow store"):
+        generate_report(f"sqlite:///{db}", out=tmp_path / "reports")
+    assert not db.exists() and not db.parent.exists() and not (tmp_path / "reports").exists()

@@ -1,7 +1,7 @@
-"""Download approved drugs and their mechanisms from the ChEMBL web services.
+"""Download drugs and their mechanisms from the ChEMBL web services.
 
-The real path for users with internet: approved molecules (max_phase = 4), their
-`mechanism` records, target names and types from `target`. The result lands as parquet in
+The real path for users with internet: molecules by clinical phase (approved: max_phase = 4;
+clinical: max_phase >= 1), their `mechanism` records, target names and types from `target`. The result lands as parquet in
 the cache directory with the ChEMBL release and row counts beside it, in the same schema as
 the offline snapshot, so `load_dataset` reads either.
 
@@ -85,9 +85,10 @@ def _digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:10]
 
 
-def download_approved_mechanisms(
+def download_mechanisms(
     client: Any = None,
     *,
+    min_phase: int = 4,
     release: str | Callable[[], str] | None = None,
     retries: int = 4,
     base_delay: float = 2.0,
@@ -95,7 +96,7 @@ def download_approved_mechanisms(
     partial_dir: str | os.PathLike | None = None,
     chunk: int = CHUNK,
 ) -> tuple[pd.DataFrame, dict]:
-    """Approved drugs x mechanisms x targets, in the snapshot's schema, and provenance.
+    """Molecules of phase >= `min_phase` x mechanisms x targets, in the snapshot's schema, and provenance.
 
     With `partial_dir`, every answered request is kept there as JSON, so a download that failed
     midway resumes where it stopped instead of starting over.
@@ -113,7 +114,11 @@ def download_approved_mechanisms(
             atomic_write_bytes(saved, json.dumps(records).encode())
         return records
 
-    molecules = fetch("molecule?max_phase=4", lambda: client.molecule.filter(max_phase=4).only(MOLECULE_FIELDS), "molecules")
+    if not 1 <= min_phase <= 4:
+        raise ValueError(f"min_phase must be 1-4 (ChEMBL's clinical phases), got {min_phase}")
+    lookup = {"max_phase": min_phase} if min_phase == 4 else {"max_phase__gte": min_phase}
+    what = "molecule?" + "&".join(f"{k}={v}" for k, v in lookup.items())
+    molecules = fetch(what, lambda: client.molecule.filter(**lookup).only(MOLECULE_FIELDS), "molecules")
     mol_rows = {}
     for record in molecules:
         structures = record.get("molecule_structures") or {}
@@ -159,6 +164,7 @@ def download_approved_mechanisms(
         release_value = release
     provenance = {
         "chembl_release": release_value,
+        "molecule_filter": lookup,
         "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "n_molecules": len(mol_rows),
         "n_mechanisms": len(mechanisms),
@@ -168,16 +174,21 @@ def download_approved_mechanisms(
     return table, provenance
 
 
+def download_approved_mechanisms(client: Any = None, **kwargs) -> tuple[pd.DataFrame, dict]:
+    """Approved drugs (max_phase 4): the paper's data."""
+    return download_mechanisms(client, min_phase=4, **kwargs)
+
+
 def download_to_cache(client: Any = None, *, out_dir: str | os.PathLike | None = None, force: bool = False,
-                      **kwargs) -> Path:
-    """Download once into `<cache>/chembl/approved_drug_mechanisms.parquet` (+ `.json` provenance)."""
+                      min_phase: int = 4, name: str = "approved_drug_mechanisms.parquet", **kwargs) -> Path:
+    """Download once into `<cache>/chembl/<name>` (+ `.json` provenance); molecules of phase >= `min_phase`."""
     folder = Path(out_dir) if out_dir is not None else cache_dir() / "chembl"
-    target = folder / "approved_drug_mechanisms.parquet"
+    target = folder / name
     if target.exists() and not force:
         log.info("using cached ChEMBL download %s", target)
         return target
-    partial = folder / ".partial"
-    table, provenance = download_approved_mechanisms(client, partial_dir=partial, **kwargs)
+    partial = folder / (".partial" if min_phase == 4 else f".partial-{Path(name).stem}")
+    table, provenance = download_mechanisms(client, min_phase=min_phase, partial_dir=partial, **kwargs)
     folder.mkdir(parents=True, exist_ok=True)
     import io
 

@@ -91,6 +91,23 @@ class PairDataset:
     def mol_index(self) -> np.ndarray:
         return self.pairs["mol_index"].to_numpy(dtype=np.int64)
 
+    def molecule_phases(self) -> np.ndarray | None:
+        """Highest clinical phase of every molecule (over its rows; NaN where unknown), or None without phases."""
+        if "phase" not in self.pairs or self.pairs["phase"].isna().all():
+            return None
+        phase = pd.to_numeric(self.pairs["phase"], errors="coerce").to_numpy(float)
+        out = np.full(self.n_molecules, np.nan)
+        valid = ~np.isnan(phase)
+        np.fmax.at(out, self.mol_index[valid], phase[valid])
+        return out
+
+    @property
+    def split_labels(self) -> np.ndarray | None:
+        """The published split label of every pair, or None when the data has none."""
+        if "split_label" not in self.pairs or self.pairs["split_label"].isna().all():
+            return None
+        return self.pairs["split_label"].astype("string").str.strip().str.lower().fillna("").to_numpy(dtype=object)
+
     @property
     def groups(self) -> np.ndarray | None:
         """Target of every pair (None where unknown), or None when the dataset has no groups."""

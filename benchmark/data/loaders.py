@@ -1,8 +1,10 @@
 """Read pair tables: ChEMBL-schema files (snapshot or download) and bring-your-own pairs.
 
 Everything is mapped onto canonical columns before cleaning:
-molecule_id, smiles, mechanism, target_id, target_name, action_type, drug_name.
-`target_id` doubles as the group for within-target (grouped) retrieval.
+molecule_id, smiles, mechanism, target_id, target_name, action_type, drug_name, and where the
+source has them phase (highest clinical phase, for the prospective split) and split_label (a
+published train / val / test assignment). `target_id` doubles as the group for within-target
+(grouped) retrieval.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from benchmark.errors import DataError
 DATA_ENV = "BENCHMARK_DATA"
 SNAPSHOT_RELATIVE = Path("shared/data/chembl/approved_drug_mechanisms.csv")
 
-CANONICAL_COLUMNS = ("molecule_id", "smiles", "mechanism", "target_id", "target_name", "action_type", "drug_name")
+CANONICAL_COLUMNS = ("molecule_id", "smiles", "mechanism", "target_id", "target_name", "action_type", "drug_name",
+                     "phase", "split_label")
+#: columns that may hold a molecule's highest clinical phase (downloads: max_phase; snapshots: max_phase_chembl28)
+PHASE_COLUMNS = ("max_phase", "max_phase_chembl28")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class ColumnMap:
     target_name: str | None = None
     action_type: str | None = None
     drug_name: str | None = None
+    phase: str | None = None
+    split: str | None = None  # a published split: train / val (valid, validation) / test per row
 
     def as_canonical(self) -> dict[str, str | None]:
         return {
@@ -42,6 +49,8 @@ class ColumnMap:
             "target_name": self.target_name,
             "action_type": self.action_type,
             "drug_name": self.drug_name,
+            "phase": self.phase,
+            "split_label": self.split,
         }
 
 
@@ -79,10 +88,18 @@ def is_chembl_schema(frame: pd.DataFrame) -> bool:
     return {CHEMBL_COLUMNS.smiles, CHEMBL_COLUMNS.text, CHEMBL_COLUMNS.id} <= set(frame.columns)
 
 
+def with_phase(columns: ColumnMap, frame: pd.DataFrame) -> ColumnMap:
+    """The ChEMBL column map plus the phase column this table has (if any)."""
+    from dataclasses import replace
+
+    phase = next((c for c in PHASE_COLUMNS if c in frame.columns), None)
+    return replace(columns, phase=phase) if columns.phase is None and phase else columns
+
+
 def guess_columns(frame: pd.DataFrame) -> ColumnMap:
     """Column names for a bring-your-own file when none are given."""
     if is_chembl_schema(frame):
-        return CHEMBL_COLUMNS
+        return with_phase(CHEMBL_COLUMNS, frame)
     lower = {c.lower(): c for c in frame.columns}
 
     def pick(*candidates: str) -> str | None:
@@ -105,7 +122,7 @@ def to_canonical(frame: pd.DataFrame, columns: ColumnMap, *, source: str) -> pd.
     if missing:
         raise DataError(
             f"{source}: column(s) {missing} not found; available columns: {list(frame.columns)}. "
-            "Fix the column options (--smiles-column, --text-column, --id-column, --group-column)."
+            "Fix the column options (--smiles-column, --text-column, --id-column, --group-column, --split-column)."
         )
     out = pd.DataFrame(index=frame.index)
     for canonical, col in mapping.items():
@@ -140,15 +157,26 @@ def load_dataset(
     columns: ColumnMap | None = None,
     *,
     text_templates: dict[str, tuple[str, ...]] | None = None,
+    split_column: str | None = None,
 ):
-    """Load and clean a pairs file; `path=None` uses BENCHMARK_DATA or the shared snapshot."""
+    """Load and clean a pairs file; `path=None` uses BENCHMARK_DATA or the shared snapshot.
+
+    `split_column` names a column with a published split (train / val / test per row)."""
+    from dataclasses import replace
+
     from benchmark.data.cleaning import clean_pairs
 
     path = Path(path) if path is not None else find_default_data()
+    if path.is_dir():
+        raise DataError(f"--data {str(path)!r} is a folder; give the pairs file inside it (.csv, .tsv or .parquet)")
     frame = read_table(path)
     if frame.empty:
         raise DataError(f"data file {str(path)!r} has no rows")
     columns = columns or guess_columns(frame)
+    if columns is CHEMBL_COLUMNS:
+        columns = with_phase(columns, frame)
+    if split_column:
+        columns = replace(columns, split=split_column)
     canonical = to_canonical(frame, columns, source=str(path))
     return clean_pairs(canonical, source=str(path), has_groups=columns.group is not None,
                        text_templates=text_templates)

@@ -34,7 +34,7 @@ from benchmark.names import (COMPARISON_ARTIFACT, CV_PREFIX, REPEATED_CV, STAGE_
 from benchmark.search_space import SearchSpace, load_search_space
 from benchmark.tasks import GROUPED_METRICS, METRICS, SystemSpec, TaskSpec
 from benchmark.trial import FitScore, TrialData, fit_and_score, prepare_trial_data
-from benchmark.tuning import OBJECTIVE
+from benchmark.tuning import OBJECTIVE, select_best, trial_seconds
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,6 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
         grid = tuner.fit()
     finally:
         callback.flush()
-    from benchmark.runner import trial_seconds
-
     ctx.compute["trial_seconds"] += trial_seconds(grid)
     jobs: dict[tuple[str, str], FitJob] = {}
     failed = sum(1 for r in grid if r.error is not None)
@@ -138,32 +136,13 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
             if best is None:
                 log.warning("%s: no successful trial of %s on fold %s", task.name, system.name, fold.name)
                 continue
-            config, value = best
+            config, _, value = best
             cfg = system.space.trial_config(split_fold(config)[1]).model_copy(update={"seed": fold.repeat})
             job = jobs.setdefault((fold.name, cfg.digest()), FitJob(system.name, fold, cfg, []))
             job.tasks.append(task.name)
             job.val_value[task.name] = value
             job.selected_by[task.name] = by
     return list(jobs.values())
-
-
-def select_best(grid, metric: str, fold: str) -> tuple[dict, float] | None:
-    """Best successful trial of one fold by `metric` (a reported key: 'val/<mode>/<metric>' or the objective) on
-    inner validation (ties: higher objective, then trial id)."""
-    from benchmark.tuning import FOLD_KEY
-
-    candidates = []
-    for result in grid:
-        if result.error is not None or not result.metrics or (result.config or {}).get(FOLD_KEY) != fold:
-            continue
-        value = result.metrics.get(metric)
-        if value is None or value != value:
-            continue
-        candidates.append((-value, -result.metrics.get(OBJECTIVE, 0.0), result.metrics["trial_id"], result.config))
-    if not candidates:
-        return None
-    best = sorted(candidates, key=lambda c: c[:3])[0]
-    return best[3], -best[0]
 
 
 def fixed_jobs(system: System, group: list[TaskSpec], folds: FoldPlan) -> list[FitJob]:

@@ -41,7 +41,7 @@ from benchmark.tasks import SuiteSpec, TaskSpec, get_suite, get_system, get_task
 from benchmark.tracking import Tracker, check_reachable, default_tracking_uri, flatten_metrics, git_commit, parquet_bytes
 from benchmark.trial import prepare_trial_data
 
-from benchmark.tuning import OBJECTIVE
+from benchmark.tuning import select_best, trial_seconds
 
 log = logging.getLogger(__name__)
 STATE_FILE = "run_state.json"
@@ -114,27 +114,6 @@ def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec,
 def dataset_name(task: TaskSpec) -> str:
     """What the MLflow Dataset column shows: the registered name, or the file's name."""
     return task.dataset.name if task.dataset.source == "default" else Path(task.dataset.path).name
-
-
-def trial_seconds(grid) -> float:
-    """Seconds spent inside the trials of a Tune result grid (Tune's own time_total_s)."""
-    return float(sum((r.metrics or {}).get("time_total_s", 0.0) or 0.0 for r in grid))
-
-
-def _select(grid, task: TaskSpec) -> tuple[dict, str, float] | None:
-    """Best successful trial by the task's primary metric on validation data."""
-    candidates = []
-    for result in grid:
-        if result.error is not None or not result.metrics:
-            continue
-        value = result.metrics.get(f"val/{task.primary_key}")
-        if value is None or value != value:
-            continue
-        candidates.append((-value, -result.metrics.get(OBJECTIVE, 0.0), result.metrics["trial_id"], result.config))
-    if not candidates:
-        return None
-    best = sorted(candidates, key=lambda c: c[:3])[0]
-    return best[3], best[2], -best[0]
 
 
 def _final_json(task: TaskSpec, outcome: FinalOutcome, data, split, dataset) -> dict:
@@ -344,7 +323,7 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
     for task in group:
         entry = {"description": task.description, "primary_metric": task.primary_key, "leaky": task.leaky,
                  "trials": {"finished": len(grid) - n_failed, "failed": n_failed}}
-        chosen = _select(grid, task)
+        chosen = select_best(grid, f"val/{task.primary_key}")
         if chosen is None:
             entry["error"] = "every trial failed"
             tracker.end(parents[task.name], "FAILED")

@@ -139,6 +139,30 @@ class TrialPayload:
         return cfg, self.data[self.key(cfg, fold)], split
 
 
+def select_best(grid, metric: str, fold: str | None = None) -> tuple[dict, str, float] | None:
+    """Best successful trial of a Tune result grid by a reported `metric` ('val/<mode>/<metric>' or the objective),
+    among the trials of `fold` when given: (config, trial id, value). Ties: higher objective, then trial id."""
+    candidates = []
+    for result in grid:
+        if result.error is not None or not result.metrics:
+            continue
+        if fold is not None and (result.config or {}).get(FOLD_KEY) != fold:
+            continue
+        value = result.metrics.get(metric)
+        if value is None or value != value:
+            continue
+        candidates.append((-value, -result.metrics.get(OBJECTIVE, 0.0), result.metrics["trial_id"], result.config))
+    if not candidates:
+        return None
+    best = sorted(candidates, key=lambda c: c[:3])[0]
+    return best[3], best[2], -best[0]
+
+
+def trial_seconds(grid) -> float:
+    """Seconds spent inside the trials of a Tune result grid (Tune's own time_total_s)."""
+    return float(sum((r.metrics or {}).get("time_total_s", 0.0) or 0.0 for r in grid))
+
+
 def objective_of(values: dict[str, float], keys: list[str]) -> float:
     present = [values[k] for k in keys if k in values]
     return float(np.mean(present)) if present else values.get("text_to_molecule/mrr", 0.0)

@@ -129,7 +129,7 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     import sys
     import time
 
-    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=3, epochs=3000, batch_size=16)
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=1200, batch_size=16)
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [sys.executable, "-m", "benchmark", "run", "--suite", "killcv", "--tracking-uri", uri, "--output",
@@ -155,7 +155,7 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     trials = [r for r in runs if r.data.tags.get("stage") == "trial" and r.data.tags["task"] == "killcv-global"]
     ids = [r.data.tags["trial_id"] for r in trials]
     assert len(ids) == len(set(ids))  # none logged twice
-    assert Counter(r.data.tags["fold"] for r in trials) == {f"r0f{i}": 3 for i in range(3)}
+    assert Counter(r.data.tags["fold"] for r in trials) == {f"r0f{i}": 2 for i in range(3)}
     fits = Counter((r.data.tags["task"], r.data.tags["system"], r.data.tags["fold"]) for r in runs
                    if r.data.tags.get("stage") == "fit")
     assert len(fits) == 2 * 2 * 3 and set(fits.values()) == {1}
@@ -163,4 +163,4 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     finished = {s.study_name: sum(t.state.is_finished() for t in optuna.load_study(study_name=s.study_name,
                                                                                   storage=storage).trials)
                 for s in optuna.get_all_study_summaries(storage)}
-    assert len(finished) == 3 and set(finished.values()) == {3}, finished  # each fold's study: exactly its budget
+    assert len(finished) == 3 and set(finished.values()) == {2}, finished  # each fold's study: exactly its budget

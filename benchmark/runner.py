@@ -222,6 +222,7 @@ class RunContext:
     #: bare compute of the run, for the orchestration overhead in `perf`: seconds inside trials (Tune's
     #: time_total_s), inside fits (train + test), and preparing data
     compute: dict = field(default_factory=lambda: {"trial_seconds": 0.0, "fit_seconds": 0.0, "prepare_seconds": 0.0})
+    lock: object = None  # the output folder's lock, held for the whole run
 
     def save_state(self) -> None:
         atomic_write_bytes(self.output / STATE_FILE, json.dumps(self.state, indent=2).encode())
@@ -230,23 +231,61 @@ class RunContext:
         return _parent_run(self.tracker, task, self.state, self.suite, dataset, tags)
 
 
-def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunContext, list[TaskSpec]]:
-    """Stage: validate the suite, open the tracking store and the run state, start or join Ray."""
-    from benchmark.tuning import check_resources, init_ray
+LOCK_FILE = "run.lock"
 
+
+def lock_output(output: Path):
+    """One run per output folder at a time: an OS lock (released even when the holder is killed), and beside
+    it who holds it, for the message a second run gets."""
+    import os
+    import socket
+    import sys
+
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(output / LOCK_FILE))
+    holder = output / (LOCK_FILE + ".json")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = json.loads(holder.read_text()) if holder.exists() else {}
+        raise BenchmarkError(
+            f"{output} is in use by another run (pid {who.get('pid', '?')} on {who.get('host', '?')}, started "
+            f"{who.get('started', '?')}: {who.get('command', '?')}); wait for it to finish, or pass another --output"
+        ) from None
+    atomic_write_bytes(holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                           "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                           "command": " ".join(sys.argv)}).encode())
+    return lock
+
+
+def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunContext, list[TaskSpec]]:
+    """Stage: validate the suite, lock the output folder, open the tracking store and the run state, start Ray."""
     suite = get_suite(options.suite)
     tasks = [get_task(name) for name in suite.tasks]
     tracking_uri = options.tracking_uri or default_tracking_uri()
     check_reachable(tracking_uri)
     output = Path(options.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
+    lock = lock_output(output)
+    try:
+        return _open(options, progress, suite, tasks, tracking_uri, output, lock), tasks
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open(options: RunOptions, progress, suite: SuiteSpec, tasks: list[TaskSpec], tracking_uri: str, output: Path,
+          lock) -> RunContext:
+    from benchmark.tuning import check_resources, init_ray
+
     state = _load_state(output, options)
     tracker = Tracker(tracking_uri, f"benchmark-{suite.name}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     cache = EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()
     init_ray(options.address)
     check_resources(options.cpus_per_trial, options.gpus_per_trial)
-    return RunContext(options, suite, tracker, state, output, cache, progress), tasks
+    return RunContext(options, suite, tracker, state, output, cache, progress, lock=lock)
 
 
 def _plan(tasks: list[TaskSpec]) -> dict[str, list[TaskSpec]]:
@@ -370,6 +409,14 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
     from benchmark.tuning import say
 
     ctx, tasks = _start(options, progress or say)
+    try:
+        return _run_groups(ctx, tasks, options)
+    finally:
+        ctx.lock.release()
+
+
+def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> dict:
+    """Stages per task group, then results.json."""
     results = {"suite": ctx.suite.name, "run_uid": ctx.state["run_uid"], "tracking_uri": ctx.tracker.tracking_uri,
                "experiment": ctx.tracker.experiment, "tasks": {}}
     if not ctx.suite.systems:

@@ -192,3 +192,26 @@ def test_two_runs_share_one_sqlite_store_at_once(tiny_suite, tmp_path):
     stages = [r.data.tags["stage"] for r in runs]
     assert stages.count("task") == 4 and stages.count("trial") == 16 and stages.count("final") == 8
     assert len({r.data.tags["run_uid"] for r in runs}) == 2
+
+
+def test_one_run_per_output_folder_at_a_time(tiny_suite, tmp_path):
+    """A second run on a folder that a live run holds is refused, naming the holder; nothing of it is touched."""
+    from filelock import FileLock
+
+    from benchmark.errors import BenchmarkError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = {"pid": 4242, "host": "node-a", "started": "2026-11-22T01:00:00", "command": "python -m benchmark run"}
+    (out / "run.lock.json").write_text(json.dumps(holder))
+    (out / "run_state.json").write_text('{"run_uid": "abc", "suite": "tiny"}')
+    held = FileLock(str(out / "run.lock"))
+    held.acquire()
+    try:
+        with pytest.raises(BenchmarkError, match=r"in use by another run \(pid 4242 on node-a"):
+            run_suite(RunOptions(suite="tiny", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", output=str(out),
+                                 allow_download=False))
+    finally:
+        held.release()
+    assert json.loads((out / "run_state.json").read_text())["run_uid"] == "abc"  # the holder's state is intact
+    assert not (tmp_path / "m.db").exists()

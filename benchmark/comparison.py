@@ -99,15 +99,23 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     return wide.dropna(axis=0, how="any").sort_index(axis=0).sort_index(axis=1)
 
 
+def mean_ci(values) -> dict:
+    """Mean across folds with a t-based 95% CI, the sd and the number of folds."""
+    arr = np.asarray(values, float)
+    n = len(arr)
+    mean = float(arr.mean()) if n else float("nan")
+    sd = float(arr.std(ddof=1)) if n > 1 else 0.0
+    half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n_folds": n, "sd": sd}
+
+
 def _summaries(wide: pd.DataFrame) -> list[SystemSummary]:
-    n = len(wide)
     ranks = wide.rank(axis=1, ascending=False).mean(axis=0)
     out = []
     for system in wide.columns:
-        values = wide[system].to_numpy(float)
-        mean, sd = float(values.mean()), float(values.std(ddof=1)) if n > 1 else 0.0
-        half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
-        out.append(SystemSummary(system, mean, sd, mean - half, mean + half, n, float(ranks[system])))
+        m = mean_ci(wide[system].to_numpy(float))
+        out.append(SystemSummary(system, m["mean"], m["sd"], m["ci_low"], m["ci_high"], m["n_folds"],
+                                 float(ranks[system])))
     return sorted(out, key=lambda s: (-s.mean, s.system))
 
 

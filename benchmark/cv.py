@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from benchmark.comparison import Comparison, compare_systems
+from benchmark.comparison import Comparison, compare_systems, mean_ci
 from benchmark.config import TrialConfig, short_config
 from benchmark.data.cleaning import PairDataset
 from benchmark.folds import Fold, FoldPlan, plan_folds
@@ -196,14 +195,8 @@ def run_fits(ctx, jobs: list[FitJob], final: dict, on_done: Callable[[FitJob, Fi
 
 # ---- stage 6: compare ----------------------------------------------------------------------------------------------
 def fold_summary(values: list[float]) -> dict:
-    """Mean across folds with a t-based 95% CI and the number of folds."""
-    from scipy import stats
-
-    arr = np.asarray(values, float)
-    n = len(arr)
-    mean = float(arr.mean()) if n else float("nan")
-    half = float(stats.t.ppf(0.975, n - 1) * arr.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n_folds": n}
+    """Mean across folds with a t-based 95% CI and the number of folds (results.json and MLflow)."""
+    return {k: v for k, v in mean_ci(values).items() if k != "sd"}
 
 
 def compare_task(task: TaskSpec, scores: pd.DataFrame, *, alpha: float, max_variance_ratio: float) -> dict[str, Comparison]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data.cleaning import PairDataset
-from benchmark.data.loaders import DATA_ENV, find_default_data, load_dataset
-from benchmark.errors import DownloadError
+from benchmark.data.loaders import DATA_ENV, load_dataset, snapshot_folder
+from benchmark.errors import DataError, DownloadError
 from benchmark.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,11 @@ DATASETS.register("clinical", DatasetEntry(
 
 
 def _snapshot_folder() -> Path:
-    """shared/data/chembl beside (or above) the working directory or the package."""
-    from benchmark.data.loaders import SNAPSHOT_RELATIVE
-
-    for start in (Path.cwd(), Path(__file__).resolve().parent):
-        for folder in (start, *start.parents):
-            for base in (folder, folder.parent):
-                candidate = base / SNAPSHOT_RELATIVE
-                if candidate.exists():
-                    return candidate.parent
-    return find_default_data().parent
+    folder = snapshot_folder()
+    if folder is None:
+        raise DataError("no ChEMBL snapshot found (shared/data/chembl beside the repository) and no download cached: "
+                        "run `python -m benchmark download-chembl` where the ChEMBL web services answer")
+    return folder
 
 
 def resolve_path(name: str, *, data: str | os.PathLike | None = None, allow_download: bool = True) -> Path:

@@ -49,27 +49,19 @@ def _key_of(metric_name: str) -> str | None:
     return f"{parts[1]}/{parts[2].replace('_at_', '@')}"
 
 
-def _search(client, experiment_ids: list[str], filter_string: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=5000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def collect_cv(client, experiments: dict[str, str]) -> list[CVTask]:
     """Newest finished repeated-CV parent per task, its fits as a long frame, and the comparison."""
+    from benchmark.report import search_all
+
     ids = list(experiments)
-    parents = _search(client, ids, f"tags.{TAG_STAGE} = '{STAGE_TASK}' and tags.{TAG_PROTOCOL} = '{REPEATED_CV}'")
+    parents = search_all(client, ids, f"tags.{TAG_STAGE} = '{STAGE_TASK}' and tags.{TAG_PROTOCOL} = '{REPEATED_CV}'")
     newest: dict[str, object] = {}
     for run in sorted((r for r in parents if r.info.status == "FINISHED"), key=lambda r: r.info.start_time):
         newest[run.data.tags[TAG_TASK]] = run
     out = []
     for task, parent in sorted(newest.items()):
         tags = parent.data.tags
-        fits = _search(client, [parent.info.experiment_id],
+        fits = search_all(client, [parent.info.experiment_id],
                        f"tags.{TAG_STAGE} = '{STAGE_FIT}' and tags.{TAG_TASK} = '{task}' "
                        f"and tags.{TAG_RUN_UID} = '{tags[TAG_RUN_UID]}'")
         rows = [{"system": f.data.tags[TAG_SYSTEM], "fold": f.data.tags[TAG_FOLD], "repeat": int(f.data.tags[TAG_REPEAT]),

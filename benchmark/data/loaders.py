@@ -132,20 +132,24 @@ def to_canonical(frame: pd.DataFrame, columns: ColumnMap, *, source: str) -> pd.
     return out.reset_index(drop=True)
 
 
+def snapshot_folder() -> Path | None:
+    """shared/data/chembl beside (or above) the working directory or the package, if there is one."""
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for folder in (start, *start.parents):
+            for base in (folder, folder.parent):
+                if (base / SNAPSHOT_RELATIVE).exists():
+                    return (base / SNAPSHOT_RELATIVE).parent
+    return None
+
+
 def find_default_data() -> Path:
     """BENCHMARK_DATA, else the shared ChEMBL snapshot next to (or above) the working directory."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
-    starts = [Path.cwd(), Path(__file__).resolve().parent]
-    for start in starts:
-        for folder in (start, *start.parents):
-            candidate = folder / SNAPSHOT_RELATIVE
-            if candidate.exists():
-                return candidate
-            candidate = folder.parent / SNAPSHOT_RELATIVE
-            if candidate.exists():
-                return candidate
+    folder = snapshot_folder()
+    if folder is not None:
+        return folder / SNAPSHOT_RELATIVE.name
     raise DataError(
         "no dataset given and no ChEMBL snapshot found: pass --data PATH, set "
         f"{DATA_ENV}, or download one with `python -m benchmark download-chembl`"

@@ -267,17 +267,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-#: run options and the flags that set them (for messages naming the flag)
-RUN_FLAGS = {"suite": "--suite", "data": "--data", "tracking_uri": "--tracking-uri", "output": "--output",
-             "resume": "--resume", "address": "--address", "cpus_per_trial": "--cpus-per-trial",
-             "gpus_per_trial": "--gpus-per-trial", "num_samples": "--num-samples", "time_budget_s": "--time-budget",
-             "max_concurrent": "--max-concurrent", "search_space": "--search-space", "asha": "--asha", "seed": "--seed",
-             "cache_dir": "--cache-dir", "max_failures": "--max-failures"}
-
-
 def run_options(args):
     """RunOptions from the parsed flags; a value out of range is an error naming its flag."""
-    from benchmark.runner import RunOptions
+    from benchmark.runner import RUN_FLAGS, RunOptions
 
     values = {name: getattr(args, flag.lstrip("-").replace("-", "_")) for name, flag in RUN_FLAGS.items()}
     try:
@@ -289,11 +281,23 @@ def run_options(args):
 
 
 def cmd_run(args) -> int:
-    from benchmark.runner import format_summary, run_suite
+    from benchmark.interrupts import INTERRUPTED_EXIT, Interrupted
+    from benchmark.runner import format_summary, resume_command, run_suite
 
     options = run_options(args)
-    results = run_suite(options)
+    try:
+        results = run_suite(options)
+    except Interrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"\ninterrupted again: stopped at once; the state saved last is intact; resume with: "
+              f"{resume_command(options)}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     print()
+    if results.get("already_finished"):
+        print(f"run {results['run_uid']} in {Path(args.output).resolve()} had already finished: nothing was run or "
+              "logged again (start a new run without --resume to repeat it)")
     print(format_summary(results))
     print(f"\nresults: {Path(args.output).resolve() / 'results.json'}; MLflow: {results['tracking_uri']} "
           f"(experiment {results['experiment']}); browse with: mlflow ui --backend-store-uri {results['tracking_uri']}")

@@ -27,6 +27,7 @@ from benchmark.comparison import Comparison, compare_systems, mean_ci
 from benchmark.config import TrialConfig, short_config
 from benchmark.data.cleaning import PairDataset
 from benchmark.folds import Fold, FoldPlan, plan_folds
+from benchmark.interrupts import StopRequested, report_outcome, study_outcome
 from benchmark.names import (COMPARISON_ARTIFACT, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM,
                              TAG_FOLD, TAG_FOLDS_CHECKSUM, TAG_PRIMARY, TAG_PROTOCOL, TAG_REPEAT, TAG_RUN_UID,
                              TAG_STAGE, TAG_SYSTEM, TAG_TASK, TEST_PREFIX, metric_key)
@@ -112,23 +113,30 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
                              system.space, ctx.progress, system=system.name)
     tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings_for(system), system.space,
                        callbacks=[callback], resume=ctx.options.resume, folds=[f.name for f in folds.folds])
-    try:
-        grid = tuner.fit()
-    finally:
-        callback.flush()
+    settings = settings_for(system)
+    with ctx.stop.study():
+        try:
+            grid = tuner.fit()
+        finally:
+            callback.flush()
     ctx.compute["trial_seconds"] += trial_seconds(grid)
+    study = study_outcome(grid, settings.num_samples * len(folds.folds), settings.time_budget_s, ctx.stop.requested)
+    report_outcome(ctx, study, settings.time_budget_s)
+    if ctx.stop.requested:
+        raise StopRequested(f"tuning {system.name}: {study.finished} of {study.planned} trials finished, "
+                            f"{len(study.interrupted)} interrupted")
     jobs: dict[tuple[str, str], FitJob] = {}
-    failed = sum(1 for r in grid if r.error is not None)
-    ctx.progress(f"  {system.name}: {len(grid) - failed} trials finished, {failed} failed over {len(folds.folds)} folds")
+    ctx.progress(f"  {system.name}: {study.finished} trials finished, {study.failed} failed over "
+                 f"{len(folds.folds)} folds")
     from benchmark.tuning import split_fold
 
     for fold in folds.folds:
         for task in group:
             by = f"val/{task.primary_key}"
-            best = select_best(grid, by, fold.name)
+            best = select_best(grid, by, fold.name, exclude=set(study.interrupted))
             if best is None:  # e.g. a small inner validation side without a target of >= 3 molecules
                 by = OBJECTIVE
-                best = select_best(grid, by, fold.name)
+                best = select_best(grid, by, fold.name, exclude=set(study.interrupted))
                 if best is not None:
                     log.warning("%s, fold %s: no trial of %s has %s on inner validation; chosen by the trial "
                                 "objective instead", task.name, fold.name, system.name, task.primary_key)
@@ -179,7 +187,13 @@ def run_fits(ctx, jobs: list[FitJob], final: dict, on_done: Callable[[FitJob, Fi
                              job.fold.fit_split(), threads): job for job in jobs}
     done, started = 0, time.perf_counter()
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        if ctx.stop.requested:  # a Ctrl-C: fits not done are cancelled and refitted on --resume
+            for ref in pending:
+                ray.cancel(ref)
+            raise StopRequested(f"fits: {done} of {len(jobs)} done, {len(pending)} cancelled")
+        if not ready:
+            continue
         job = pending.pop(ready[0])
         try:
             score, error = ray.get(ready[0]), None
@@ -235,6 +249,8 @@ def run_group(ctx, group: list[TaskSpec], dataset: PairDataset, systems: list[Sy
     logger = FoldLogger(ctx, group, dataset, folds, systems)
     jobs: list[FitJob] = []
     for system in systems:
+        if ctx.stop.requested:
+            raise StopRequested(f"before tuning {system.name}")
         if system.tuned:
             jobs += tune_and_select(ctx, system, group, folds, tuning,
                                     {t.name: logger.system_run(t, system) for t in group}, settings_for)

@@ -32,6 +32,7 @@ from benchmark.config import TrialConfig, flatten, short_config
 from benchmark.data.loaders import load_dataset
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.finals import FinalOutcome, per_query_frame, run_finals
+from benchmark.interrupts import Interrupted, StopRequested, StopSignal, report_outcome, study_outcome
 from benchmark.search_space import load_search_space
 from benchmark.splits import make_split
 from benchmark.names import (HOLDOUT, STAGE_FINAL, STAGE_TASK, TAG_CHOSEN_CONFIG, TAG_ENCODERS, TAG_FINAL_SEEDS,
@@ -73,6 +74,35 @@ class RunOptions(BaseModel):
     cache_dir: str | None = None
     allow_download: bool = True
     max_failures: int = Field(0, ge=0)
+
+
+#: run options and the flags that set them (messages naming the flag, the --resume command)
+RUN_FLAGS = {"suite": "--suite", "data": "--data", "tracking_uri": "--tracking-uri", "output": "--output",
+             "resume": "--resume", "address": "--address", "cpus_per_trial": "--cpus-per-trial",
+             "gpus_per_trial": "--gpus-per-trial", "num_samples": "--num-samples", "time_budget_s": "--time-budget",
+             "max_concurrent": "--max-concurrent", "search_space": "--search-space", "asha": "--asha", "seed": "--seed",
+             "cache_dir": "--cache-dir", "max_failures": "--max-failures"}
+
+
+def resume_command(options: RunOptions) -> str:
+    """The command line that continues this run: every option that differs from its default, and --resume."""
+    import shlex
+
+    parts = ["python", "-m", "benchmark", "run"]
+    defaults = RunOptions()
+    for name, flag in RUN_FLAGS.items():
+        value = getattr(options, name)
+        if name == "resume" or value == getattr(defaults, name):
+            continue
+        if name == "output":
+            value = str(Path(value).resolve())
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    if not options.allow_download:
+        parts.append("--offline")
+    return " ".join(parts + ["--resume"])
 
 
 def _load_state(output: Path, options: RunOptions) -> dict:
@@ -181,7 +211,7 @@ def format_summary(results: dict) -> str:
             lines += _cv_summary_lines(name, entry)
             continue
         if "final" not in entry:
-            lines.append(f"{name:<26}{'(no successful trial: ' + entry.get('error', '?') + ')'}")
+            lines.append(f"{name:<26}(no final: {entry.get('error', 'interrupted')}; {_trial_counts(entry['trials'])})")
             continue
         key = entry["primary_metric"]
         mode, metric = key.split("/")
@@ -190,7 +220,17 @@ def format_summary(results: dict) -> str:
         leak = " LEAKY" if entry["leaky"] else ""
         lines.append(f"{name + leak:<26}{key:<34}{value['value']:>7.3f}  [{value['ci_low']:.3f}, {value['ci_high']:.3f}]"
                      f"{n:>9}  {entry['chosen']['short']}")
+        trials = entry["trials"]
+        if trials.get("planned") and trials["finished"] < trials["planned"]:
+            lines.append(f"{'':<26}({_trial_counts(trials)})")
     return "\n".join(lines)
+
+
+def _trial_counts(trials: dict) -> str:
+    """'2 of 4 trials finished, 0 failed, 1 interrupted; stopped by the time budget' (results.json's counts)."""
+    text = (f"{trials['finished']} of {trials.get('planned', '?')} trials finished, {trials['failed']} failed, "
+            f"{trials.get('interrupted', 0)} interrupted")
+    return text + ("; stopped by the time budget" if trials.get("stopped_by") else "")
 
 
 def _cv_summary_lines(name: str, entry: dict) -> list[str]:
@@ -223,9 +263,10 @@ class RunContext:
     #: time_total_s), inside fits (train + test), and preparing data
     compute: dict = field(default_factory=lambda: {"trial_seconds": 0.0, "fit_seconds": 0.0, "prepare_seconds": 0.0})
     lock: object = None  # the output folder's lock, held for the whole run
+    stop: StopSignal = field(default_factory=StopSignal)
 
     def save_state(self) -> None:
-        atomic_write_bytes(self.output / STATE_FILE, json.dumps(self.state, indent=2).encode())
+        atomic_write_bytes(self.output / STATE_FILE, json.dumps(self.state, indent=2, default=float).encode())
 
     def parent_run(self, task: TaskSpec, dataset, tags: dict) -> str:
         return _parent_run(self.tracker, task, self.state, self.suite, dataset, tags)
@@ -349,22 +390,36 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
     settings = _study_settings(ctx, f"{suite.name}-{split.name}-{key}", space, options.num_samples or suite.num_samples,
                                asha=suite.asha if options.asha is None else options.asha)
     callback = TrialCallback(tracker, parents, {t.name: t.primary_key for t in group}, state["run_uid"], space, progress)
+    if ctx.stop.requested:
+        raise StopRequested(f"before tuning {', '.join(t.name for t in group)}")
     tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, space,
                        callbacks=[callback], resume=options.resume)
-    try:
-        grid = tuner.fit()
-    finally:
-        callback.flush()  # trial runs still queued for MLflow
+    with ctx.stop.study():
+        try:
+            grid = tuner.fit()
+        finally:
+            callback.flush()  # trial runs still queued for MLflow
     ctx.compute["trial_seconds"] += trial_seconds(grid)
-    n_failed = sum(1 for r in grid if r.error is not None)
+    study = study_outcome(grid, settings.num_samples, settings.time_budget_s, ctx.stop.requested)
+    report_outcome(ctx, study, settings.time_budget_s)
     finals: dict[str, FinalOutcome] = {}
     results = {}
     for task in group:
         entry = {"description": task.description, "primary_metric": task.primary_key, "leaky": task.leaky,
-                 "trials": {"finished": len(grid) - n_failed, "failed": n_failed}}
-        chosen = select_best(grid, f"val/{task.primary_key}")
+                 "trials": study.as_dict()}
+        if task.name in ctx.state.get("tasks_done", {}):  # final before an interruption: not again
+            results[task.name] = ctx.state["tasks_done"][task.name]
+            continue
+        if ctx.stop.requested:  # no final starts after a Ctrl-C; tasks already final stay
+            left = {t.name: {**entry, "description": t.description, "primary_metric": t.primary_key,
+                             "leaky": t.leaky, "error": "interrupted before its final fits"}
+                    for t in group if t.name not in results}
+            raise StopRequested(f"{_trial_counts(study.as_dict())}; finals of {', '.join(left)} not run",
+                                {**results, **left})
+        chosen = select_best(grid, f"val/{task.primary_key}", exclude=set(study.interrupted))
         if chosen is None:
-            entry["error"] = "every trial failed"
+            entry["error"] = ("every trial failed" if study.failed
+                              else "no trial finished within the time budget; raise --time-budget")
             tracker.end(parents[task.name], "FAILED")
             results[task.name] = entry
             continue
@@ -390,6 +445,8 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         _log_finals(tracker, parents[task.name], task, outcome, final, data, split, state)
         tracker.end(parents[task.name])
         results[task.name] = entry
+        state.setdefault("tasks_done", {})[task.name] = entry
+        ctx.save_state()
     return results
 
 
@@ -406,30 +463,77 @@ def _load_group_dataset(ctx: RunContext, task: TaskSpec, loaded: dict):
 
 
 def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:
+    """Run a suite. A first Ctrl-C ends it with `Interrupted` (results so far written, the --resume command in
+    the message); a failure ends every MLflow run it left open as FAILED."""
     from benchmark.tuning import say
 
-    ctx, tasks = _start(options, progress or say)
+    stop = StopSignal()
+    with stop.installed():
+        ctx, tasks = _start(options, progress or say)
+        ctx.stop = stop
+        try:
+            return _run_groups(ctx, tasks, options)
+        except (Exception, StopRequested):
+            _end_open_runs(ctx, "FAILED")
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: mark the open runs and go (a resume reopens them)
+            _end_open_runs(ctx, "KILLED")
+            raise
+        finally:
+            ctx.lock.release()
+
+
+def _end_open_runs(ctx: RunContext, status: str) -> None:
+    """No run of this run_uid stays RUNNING in MLflow after the run stops (a resume reopens the parents)."""
     try:
-        return _run_groups(ctx, tasks, options)
-    finally:
-        ctx.lock.release()
+        for run_id in ctx.tracker.open_runs(**{TAG_RUN_UID: ctx.state["run_uid"]}):
+            ctx.tracker.end(run_id, status)
+    except Exception as exc:  # the store itself may be why the run failed
+        log.warning("could not mark the open MLflow runs %s: %s", status, exc)
 
 
 def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> dict:
-    """Stages per task group, then results.json."""
+    """Stages per task group, then results.json. Groups finished earlier in this run (run_state.json) are not
+    run or logged again: `--resume` on a finished run reports it and does nothing else."""
     results = {"suite": ctx.suite.name, "run_uid": ctx.state["run_uid"], "tracking_uri": ctx.tracker.tracking_uri,
                "experiment": ctx.tracker.experiment, "tasks": {}}
     if not ctx.suite.systems:
         results["search_space"] = load_search_space(options.search_space or ctx.suite.search_space).name
     started, loaded = time.perf_counter(), {}
-    for key, group in _plan(tasks).items():
-        dataset = _load_group_dataset(ctx, group[0], loaded)
-        run_group = _run_cv_group if group[0].protocol.is_cv else _run_holdout_group
-        results["tasks"].update(run_group(ctx, key, group, dataset))
-    results["seconds"] = round(time.perf_counter() - started, 1)
+    done = ctx.state.setdefault("groups_done", {})
+    try:
+        for key, group in _plan(tasks).items():
+            if key in done:
+                ctx.progress(f"[{', '.join(t.name for t in group)}] finished earlier in run {ctx.state['run_uid']}: "
+                             "results from run_state.json, nothing run or logged again")
+                results["tasks"].update(done[key])
+                continue
+            if ctx.stop.requested:
+                raise StopRequested(f"before {', '.join(t.name for t in group)}")
+            dataset = _load_group_dataset(ctx, group[0], loaded)
+            run_group = _run_cv_group if group[0].protocol.is_cv else _run_holdout_group
+            entries = run_group(ctx, key, group, dataset)
+            results["tasks"].update(entries)
+            done[key] = entries
+            ctx.save_state()
+    except StopRequested as stop:
+        results["tasks"].update(stop.partial)
+        results["interrupted"] = {"where": stop.where, "resume": resume_command(options)}
+        _write_results(ctx, results, started)
+        _end_open_runs(ctx, "KILLED")
+        raise Interrupted(f"interrupted ({stop.where}); what finished is in MLflow and {ctx.output / 'results.json'}; "
+                          f"resume with: {resume_command(options)}") from None
+    results["already_finished"] = ctx.state.get("finished") is not None and options.resume
+    ctx.state.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    ctx.save_state()
+    _write_results(ctx, results, started)
+    return results
+
+
+def _write_results(ctx: RunContext, results: dict, started: float) -> None:
     from benchmark.tuning import fitting_trials
 
+    results["seconds"] = round(time.perf_counter() - started, 1)
     results["compute"] = {**{k: round(v, 1) for k, v in ctx.compute.items()},
-                          "workers": fitting_trials(options.cpus_per_trial, options.gpus_per_trial)}
+                          "workers": fitting_trials(ctx.options.cpus_per_trial, ctx.options.gpus_per_trial)}
     atomic_write_bytes(ctx.output / "results.json", json.dumps(results, indent=2, default=float).encode())
-    return results

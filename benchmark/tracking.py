@@ -139,6 +139,13 @@ class Tracker:
         runs = _retry_locked(lambda: self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1))
         return runs[0].info.run_id if runs else None
 
+    def open_runs(self, **tags: str) -> list[str]:
+        """Ids of the runs with these tags that are still RUNNING."""
+        clauses = " and ".join([f"tags.`{k}` = '{v}'" for k, v in tags.items()] + ["attributes.status = 'RUNNING'"])
+        runs = _retry_locked(lambda: self.client.search_runs([self.experiment_id], filter_string=clauses,
+                                                             max_results=5000))
+        return [r.info.run_id for r in runs]
+
     def start_run(self, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
         tags = {k: str(v) for k, v in tags.items() if v is not None}
         if parent_id:

@@ -139,12 +139,13 @@ class TrialPayload:
         return cfg, self.data[self.key(cfg, fold)], split
 
 
-def select_best(grid, metric: str, fold: str | None = None) -> tuple[dict, str, float] | None:
+def select_best(grid, metric: str, fold: str | None = None, *, exclude=()) -> tuple[dict, str, float] | None:
     """Best successful trial of a Tune result grid by a reported `metric` ('val/<mode>/<metric>' or the objective),
-    among the trials of `fold` when given: (config, trial id, value). Ties: higher objective, then trial id."""
+    among the trials of `fold` when given: (config, trial id, value). Ties: higher objective, then trial id.
+    Trials in `exclude` (interrupted ones, whose last report is not their end) are never chosen."""
     candidates = []
     for result in grid:
-        if result.error is not None or not result.metrics:
+        if result.error is not None or not result.metrics or result.metrics.get("trial_id") in exclude:
             continue
         if fold is not None and (result.config or {}).get(FOLD_KEY) != fold:
             continue
@@ -278,6 +279,9 @@ class TrialCallback(Callback):
         self.results.setdefault(trial.trial_id, []).append(keep)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        from benchmark.interrupts import COMPLETED_TRIALS
+
+        COMPLETED_TRIALS.add(trial.trial_id)
         self._finish(trials, trial, failed=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -372,6 +376,53 @@ class ResumableOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result, error)
         except UpdateFinishedTrialError:
             self._completed_trials.add(trial_id)
+
+
+class BudgetSearch(Searcher):
+    """A searcher that starts no trial once the study's time budget is spent; running trials finish.
+
+    (Tune's own `time_budget_s` stops running trials mid-training, whose last reports are then not their
+    results.) The clock starts at the first suggestion in this process, so a resumed study gets the budget
+    again.
+    """
+
+    def __init__(self, searcher: Searcher, budget_s: float):
+        super().__init__(metric=OBJECTIVE, mode="max")
+        self.searcher, self.budget_s = searcher, budget_s
+        self._deadline: float | None = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_deadline": None}
+
+    def get_state(self) -> dict:  # a wrapper's own state, as Tune saves it (the wrapped searcher saves itself)
+        return {"budget_s": self.budget_s}
+
+    def set_state(self, state: dict) -> None:
+        self.budget_s = state["budget_s"]
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str):
+        import time
+
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.budget_s
+        if time.monotonic() >= self._deadline:
+            return Searcher.FINISHED
+        return self.searcher.suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        self.searcher.on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.searcher.restore(checkpoint_path)
 
 
 class PerFoldSearch(Searcher):
@@ -471,13 +522,15 @@ def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace,
         searcher = PerFoldSearch({fold: optuna_search(i, f"-{fold}") for i, fold in enumerate(folds)}, settings.num_samples)
     else:
         searcher = optuna_search()
+    if settings.time_budget_s:
+        searcher = BudgetSearch(searcher, settings.time_budget_s)
     num_samples = settings.num_samples * len(folds) if folds else settings.num_samples
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max(settings.max_reports, 1), grace_period=1,
                                reduction_factor=2) if settings.asha else None)
     return tune.Tuner(
         wrapped,
         tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
-                                    num_samples=num_samples, time_budget_s=settings.time_budget_s,
+                                    num_samples=num_samples,
                                     max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=settings.name, storage_path=str(settings.storage_path), verbose=0,
                                   callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=settings.max_failures),

@@ -1,0 +1,122 @@
+"""Ctrl-C and time budgets on a real `python -m benchmark run` (subprocess, tiny suite, slow trials).
+
+After every stop the counts agree: results.json, Optuna's study and MLflow's runs; no MLflow run is left
+RUNNING; `--resume` finishes the run with every trial once; `--resume` on a finished run logs nothing.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from suite_helpers import TINY_SPACE, write_suite
+
+
+@pytest.fixture
+def slow_suite(tmp_path, tiny_csv):
+    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 1500, "batch_size": 16}}}
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=4, name="slow", prefix="slow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [sys.executable, "-m", "benchmark", "run", "--suite", "slow", "--tracking-uri", uri, "--output",
+            str(tmp_path / "out"), "--max-concurrent", "1", "--offline"]
+    return {"args": args, "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}, "out": tmp_path / "out",
+            "db": tmp_path / "mlflow.db", "log": tmp_path / "run.log"}
+
+
+def start(suite, *extra):
+    log = open(suite["log"], "w")
+    return subprocess.Popen(suite["args"] + list(extra), env=suite["env"], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_for(suite, proc, text: str, count: int = 1, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if suite["log"].read_text().count(text) >= count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"never saw {text!r} x{count}:\n" + suite["log"].read_text()[-3000:])
+
+
+def sql(path, query):
+    with sqlite3.connect(path) as db:
+        return dict(db.execute(query).fetchall())
+
+
+def mlflow_status(suite) -> dict:
+    return sql(suite["db"], "select status, count(*) from runs group by status")
+
+
+def stages(suite) -> dict:
+    return sql(suite["db"], "select value, count(*) from tags where key = 'stage' group by value")
+
+
+def optuna_states(suite) -> dict:
+    return sql(suite["out"] / "optuna.db", "select state, count(*) from trials group by state")
+
+
+def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
+    proc = start(slow_suite)
+    wait_for(slow_suite, proc, "trials: ", 1)
+    time.sleep(2)  # the second trial is training
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    assert proc.wait(timeout=120) == 130
+    log = slow_suite["log"].read_text()
+    assert "resume with: " in log and "--resume" in log.split("resume with: ")[-1]
+    results = json.loads((slow_suite["out"] / "results.json").read_text())
+    counts = results["tasks"]["slow-global"]["trials"]
+    assert counts["finished"] >= 1 and counts["finished"] + counts["interrupted"] < 4 + 1
+    assert "final" not in results["tasks"]["slow-global"]  # no unfinished trial selected, no final after Ctrl-C
+    optuna = optuna_states(slow_suite)
+    assert optuna.get("COMPLETE", 0) == counts["finished"] and optuna.get("RUNNING", 0) == counts["interrupted"]
+    assert stages(slow_suite)["trial"] == 2 * counts["finished"]  # two tasks share each trial
+    assert "RUNNING" not in mlflow_status(slow_suite)
+
+    done = subprocess.run(slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert optuna_states(slow_suite) == {"COMPLETE": 4}
+    assert stages(slow_suite) == {"task": 2, "trial": 8, "final": 4}
+    assert set(mlflow_status(slow_suite)) == {"FINISHED"}
+    metrics_before = sql(slow_suite["db"], "select 'n', count(*) from metrics")
+
+    again = subprocess.run(slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and "had already finished: nothing was run or logged again" in again.stdout
+    assert sql(slow_suite["db"], "select 'n', count(*) from metrics") == metrics_before
+    assert stages(slow_suite) == {"task": 2, "trial": 8, "final": 4}
+
+
+def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(slow_suite):
+    proc = start(slow_suite, "--num-samples", "2")
+    wait_for(slow_suite, proc, "final: ")  # finals take tens of seconds here
+    proc.send_signal(signal.SIGINT)
+    wait_for(slow_suite, proc, "Ctrl-C again to exit at once")
+    started = time.time()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert time.time() - started < 20  # not after the final (about 30 s of training)
+    assert "interrupted again: stopped at once" in slow_suite["log"].read_text()
+    assert "RUNNING" not in mlflow_status(slow_suite)
+    done = subprocess.run(slow_suite["args"] + ["--num-samples", "2", "--resume"], env=slow_suite["env"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert stages(slow_suite) == {"task": 2, "trial": 4, "final": 4}
+
+
+def test_a_time_budget_ends_the_study_and_is_reported(slow_suite):
+    done = subprocess.run(slow_suite["args"] + ["--time-budget", "1"], env=slow_suite["env"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    counts = json.loads((slow_suite["out"] / "results.json").read_text())["tasks"]["slow-global"]["trials"]
+    assert counts["stopped_by"] == "time budget" and counts["planned"] == 4
+    assert 1 <= counts["finished"] < 4 and counts["failed"] == counts["interrupted"] == 0
+    assert "stopped by the time budget" in done.stdout and "time budget of 1s reached" in done.stdout
+    assert optuna_states(slow_suite) == {"COMPLETE": counts["finished"]}  # running trials finished, none cut short
+    assert stages(slow_suite)["trial"] == 2 * counts["finished"]
+    assert set(mlflow_status(slow_suite)) == {"FINISHED"}

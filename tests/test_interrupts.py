@@ -18,8 +18,9 @@ from suite_helpers import TINY_SPACE, write_suite
 
 
 @pytest.fixture
-def slow_suite(tmp_path, tiny_csv):
-    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 1500, "batch_size": 16}}}
+def slow_suite(request, tmp_path, tiny_csv):
+    epochs = getattr(request, "param", 600)  # trials of a few seconds; finals of 2 seeds x epochs
+    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=4, name="slow", prefix="slow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [sys.executable, "-m", "benchmark", "run", "--suite", "slow", "--tracking-uri", uri, "--output",
@@ -92,6 +93,7 @@ def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
     assert stages(slow_suite) == {"task": 2, "trial": 8, "final": 4}
 
 
+@pytest.mark.parametrize("slow_suite", [1500], indirect=True)
 def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(slow_suite):
     proc = start(slow_suite, "--num-samples", "2")
     wait_for(slow_suite, proc, "final: ")  # finals take tens of seconds here

@@ -27,6 +27,7 @@ def train_and_evaluate(
     split_column: str | None = None,
     columns: ColumnMap | None = None,
     text_templates: dict | None = None,
+    max_heavy_atoms: int | None = None,
     split: str = "random",
     split_seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
@@ -43,6 +44,8 @@ def train_and_evaluate(
     from benchmark import datasets
 
     config = config or TrialConfig()
+    if max_heavy_atoms is not None and max_heavy_atoms < 1:
+        raise ConfigError(f"--max-heavy-atoms must be at least 1, got {max_heavy_atoms}")
     for spec in (config.mol_encoder, config.text_encoder):  # fail on unknown names before any work
         encoder_registry().get(spec.name)
     SPLITS.get(split)
@@ -58,10 +61,12 @@ def train_and_evaluate(
     elif data is not None:
         if dataset is not None:
             raise ConfigError("give either --data (a file) or --dataset (a registered dataset), not both")
-        pairs = load_dataset(data, columns, text_templates=text_templates, split_column=split_column)
+        pairs = load_dataset(data, columns, text_templates=text_templates, split_column=split_column,
+                             max_heavy_atoms=max_heavy_atoms)
     else:
         path = datasets.resolve_path(dataset or "approved", allow_download=False)
-        pairs = load_dataset(path, columns, text_templates=text_templates, split_column=split_column)
+        pairs = load_dataset(path, columns, text_templates=text_templates, split_column=split_column,
+                             max_heavy_atoms=max_heavy_atoms)
     dataset = pairs
     notes = []
     if not dataset.has_groups:

@@ -47,6 +47,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--group-column", help="bring-your-own: column with targets/groups for grouped retrieval (optional)")
     g.add_argument("--split-column", help="bring-your-own: column with a published split (train / val / test per row); "
                                           "runs exactly that split")
+    g.add_argument("--max-heavy-atoms", type=int, help="drop (and count) structures with more heavy atoms, before "
+                                                      "RDKit sees them (default 1000; approved drugs have at most 476)")
     g.add_argument("--text-template", help="template of a custom text field 'custom', segments separated by '|', "
                                            "e.g. '{mechanism}.|Target: {target_name}.' (use with --text-field custom)")
 
@@ -255,7 +257,7 @@ def cmd_train(args) -> int:
     })
     result = train_and_evaluate(
         config, data=args.data, dataset=args.dataset, split_column=args.split_column, columns=_columns(args),
-        text_templates=text_templates, split=split,
+        text_templates=text_templates, max_heavy_atoms=args.max_heavy_atoms, split=split,
         split_seed=args.split_seed, fractions=tuple(args.fractions), side=args.eval_split, n_boot=args.bootstrap,
         cache_dir=args.cache_dir, device=args.device,
     )

@@ -85,8 +85,9 @@ def resolve_path(name: str, *, data: str | os.PathLike | None = None, allow_down
     return _snapshot_folder() / entry.snapshot
 
 
-def load(name: str, *, data: str | os.PathLike | None = None, allow_download: bool = True) -> PairDataset:
-    return load_dataset(resolve_path(name, data=data, allow_download=allow_download))
+def load(name: str, *, data: str | os.PathLike | None = None, allow_download: bool = True,
+         max_heavy_atoms: int | None = None) -> PairDataset:
+    return load_dataset(resolve_path(name, data=data, allow_download=allow_download), max_heavy_atoms=max_heavy_atoms)
 
 
 def card(name: str, dataset: PairDataset) -> dict:

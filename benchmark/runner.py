@@ -456,10 +456,12 @@ def _load_group_dataset(ctx: RunContext, task: TaskSpec, loaded: dict):
 
     spec = task.dataset
     if spec.source == "file":
-        return load_dataset(Path(spec.path), split_column=spec.split_column)
-    if spec.name not in loaded:
-        loaded[spec.name] = datasets.load(spec.name, data=ctx.options.data, allow_download=ctx.options.allow_download)
-    return loaded[spec.name]
+        return load_dataset(Path(spec.path), split_column=spec.split_column, max_heavy_atoms=spec.max_heavy_atoms)
+    key = (spec.name, spec.max_heavy_atoms)
+    if key not in loaded:
+        loaded[key] = datasets.load(spec.name, data=ctx.options.data, allow_download=ctx.options.allow_download,
+                                    max_heavy_atoms=spec.max_heavy_atoms)
+    return loaded[key]
 
 
 def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:

@@ -49,6 +49,8 @@ class DatasetSpec(_Strict):
     path: str | None = None
     split_column: str | None = None
     text_field: str = "text_rich"
+    #: structures above this many heavy atoms are dropped (counted) before RDKit sees them; default 1000
+    max_heavy_atoms: int | None = Field(None, ge=1)
 
     @field_validator("name")
     @classmethod

@@ -143,3 +143,52 @@ def test_an_id_naming_two_structures_is_refused(tmp_path):
             {"id": "B", "smiles": "CCC", "text": "z"}]
     with pytest.raises(DataError, match=r"1 molecule id\(s\) name more than one structure, e.g. 'A' \(rows"):
         load_dataset(write(tmp_path, rows), ColumnMap(smiles="smiles", text="text", id="id"))
+
+
+def test_heavy_atoms_are_counted_from_the_text_as_rdkit_counts_them(snapshot_path):
+    """The size guard reads SMILES without RDKit; on every real structure it agrees with RDKit."""
+    import pandas as pd
+    from rdkit import Chem
+
+    from benchmark.chem import heavy_atom_count
+
+    smiles = pd.read_csv(snapshot_path, dtype=str)["canonical_smiles"].dropna().unique()
+    for smi in smiles:
+        mol = Chem.MolFromSmiles(smi)
+        if mol is not None:
+            assert heavy_atom_count(smi) == mol.GetNumHeavyAtoms(), smi
+    assert heavy_atom_count("[2H]C([2H])([H])Cl") == 2 and heavy_atom_count("[Hg+2].[Br-]") == 2
+
+
+def test_hostile_structures_are_dropped_before_rdkit_or_bounded_in_time():
+    from benchmark.chem import structure_keys
+
+    chain = "C" * 20000  # RDKit segfaults writing this one (MolToSmiles)
+    keys, _, reasons = structure_keys(["CCO", chain, "C" * 700, "not smiles"])
+    assert reasons == [None, "too_large", None, "invalid_smiles"] and keys[2] == "C" * 700  # guarded, in time
+    # allowed by size but slower than the limit: the child is killed and the structure dropped
+    keys, _, reasons = structure_keys(["C" * 15000, "CCN"], max_heavy_atoms=100000, seconds=0.05)
+    assert reasons == ["rdkit_timeout", None] and keys[1] == "CCN"
+
+
+def test_a_run_on_data_with_a_huge_smiles_finishes_and_counts_the_drop(tmp_path, tiny_frame):
+    """A 20,000-atom and a 15,000-atom chain in the data: the scaffold split trains, both drops counted."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    hostile = tiny_frame.head(2).copy()
+    hostile["molecule_chembl_id"] = ["CHEMBL_HUGE1", "CHEMBL_HUGE2"]
+    hostile["canonical_smiles"] = ["C" * 20000, "C" * 15000]
+    path = tmp_path / "hostile.csv"
+    pd.concat([tiny_frame, hostile]).to_csv(path, index=False)
+    out = tmp_path / "result.json"
+    done = subprocess.run([sys.executable, "-m", "benchmark", "train", "--data", str(path), "--split", "scaffold",
+                           "--text-encoder", "tfidf", "--epochs", "3", "--bootstrap", "50", "--output", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dataset = json.loads(out.read_text())["dataset"]
+    assert dataset["dropped"]["too_large"] == 2
+    assert "above 1000 heavy atoms" in done.stderr

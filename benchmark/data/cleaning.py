@@ -14,13 +14,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from benchmark.chem import structure_key
+from benchmark.chem import MAX_HEAVY_ATOMS, structure_keys
 from benchmark.data.text_fields import DEFAULT_TEMPLATES, parse_template, render
 from benchmark.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DROP_REASONS = ("missing_structure", "missing_text", "invalid_smiles", "duplicate_pair")
+DROP_REASONS = ("missing_structure", "missing_text", "too_large", "rdkit_timeout", "invalid_smiles", "duplicate_pair")
 
 
 def _blank(series: pd.Series) -> pd.Series:
@@ -151,8 +151,11 @@ def clean_pairs(
     source: str,
     has_groups: bool,
     text_templates: dict[str, tuple[str, ...]] | None = None,
+    max_heavy_atoms: int = MAX_HEAVY_ATOMS,
 ) -> PairDataset:
-    """Drop unusable rows (counted by reason), strip salts, de-duplicate, sort deterministically."""
+    """Drop unusable rows (counted by reason), strip salts, de-duplicate, sort deterministically.
+
+    Structures above `max_heavy_atoms` are dropped before RDKit sees them (`benchmark.chem`)."""
     templates = dict(DEFAULT_TEMPLATES)
     for name, template in (text_templates or {}).items():
         templates[name] = parse_template(template)
@@ -171,12 +174,17 @@ def clean_pairs(
     dropped["missing_text"] = int(no_text.sum())
     frame = frame[~no_text]
 
-    keys, stripped = [], []
-    for smiles in frame["smiles"]:
-        key, was_stripped = structure_key(smiles)
-        keys.append(key)
-        stripped.append(was_stripped)
-    frame = frame.assign(structure_key=pd.array(keys, dtype="string"), _stripped=stripped)
+    keys, stripped, reasons = structure_keys(frame["smiles"].tolist(), max_heavy_atoms=max_heavy_atoms)
+    frame = frame.assign(structure_key=pd.array(keys, dtype="string"), _stripped=stripped,
+                         _reason=pd.array(reasons, dtype="string"))
+    for reason in ("too_large", "rdkit_timeout"):
+        hostile = frame["_reason"] == reason
+        dropped[reason] = int(hostile.sum())
+        if dropped[reason]:
+            log.warning("dropped %d rows %s, e.g. %s", dropped[reason],
+                        f"above {max_heavy_atoms} heavy atoms" if reason == "too_large" else "on which RDKit timed out",
+                        frame.loc[hostile, "molecule_id"].head(5).tolist())
+        frame = frame[~hostile.fillna(False)]
     invalid = frame["structure_key"].isna()
     dropped["invalid_smiles"] = int(invalid.sum())
     examples = [f"{mid}: {smi}" for mid, smi in frame.loc[invalid, ["molecule_id", "smiles"]].head(5).itertuples(index=False)]
@@ -203,7 +211,7 @@ def clean_pairs(
         raise DataError(f"{source}: no usable pairs are left after cleaning (dropped: {dropped})")
 
     salts = int(frame["_stripped"].sum())
-    frame = frame.drop(columns=[c for c in ("_stripped", "_dedupe_target") if c in frame.columns]).reset_index(drop=True)
+    frame = frame.drop(columns=[c for c in ("_stripped", "_dedupe_target", "_reason") if c in frame.columns]).reset_index(drop=True)
     molecules = sorted(frame["structure_key"].unique().tolist())
     position = {k: i for i, k in enumerate(molecules)}
     frame["mol_index"] = frame["structure_key"].map(position).astype(np.int64)

@@ -162,10 +162,12 @@ def load_dataset(
     *,
     text_templates: dict[str, tuple[str, ...]] | None = None,
     split_column: str | None = None,
+    max_heavy_atoms: int | None = None,
 ):
     """Load and clean a pairs file; `path=None` uses BENCHMARK_DATA or the shared snapshot.
 
-    `split_column` names a column with a published split (train / val / test per row)."""
+    `split_column` names a column with a published split (train / val / test per row); structures above
+    `max_heavy_atoms` (default `benchmark.chem.MAX_HEAVY_ATOMS`) are dropped and counted."""
     from dataclasses import replace
 
     from benchmark.data.cleaning import clean_pairs
@@ -183,4 +185,4 @@ def load_dataset(
         columns = replace(columns, split=split_column)
     canonical = to_canonical(frame, columns, source=str(path))
     return clean_pairs(canonical, source=str(path), has_groups=columns.group is not None,
-                       text_templates=text_templates)
+                       text_templates=text_templates, **({"max_heavy_atoms": max_heavy_atoms} if max_heavy_atoms else {}))

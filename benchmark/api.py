@@ -44,6 +44,7 @@ def train_and_evaluate(
     from benchmark import datasets
 
     config = config or TrialConfig()
+    cache = (EmbeddingCache(Path(cache_dir)) if cache_dir else EmbeddingCache()).check_writable()
     if max_heavy_atoms is not None and max_heavy_atoms < 1:
         raise ConfigError(f"--max-heavy-atoms must be at least 1, got {max_heavy_atoms}")
     for spec in (config.mol_encoder, config.text_encoder):  # fail on unknown names before any work
@@ -85,7 +86,7 @@ def train_and_evaluate(
         if "drug" in " ".join(pairs.text_templates.get(config.text_field, ())).lower():
             notes.append(f"text field {config.text_field!r} contains the drug's name: a new compound's name can make "
                          "its own text retrievable; use text_rich_no_drug for the prospective task")
-    trial_data = prepare_trial_data(dataset, config, the_split, cache=EmbeddingCache(Path(cache_dir)) if cache_dir else None)
+    trial_data = prepare_trial_data(dataset, config, the_split, cache=cache)
     result = run_trial(config, trial_data, the_split, side=side, n_boot=n_boot, bootstrap_seed=bootstrap_seed, device=device)
     if dataset.has_groups and "text_to_molecule_grouped" not in result.metrics:
         notes.append("grouped retrieval: no target has 3 or more distinct molecules in the evaluated side")

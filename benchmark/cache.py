@@ -64,6 +64,22 @@ class EmbeddingCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else cache_dir()
 
+    def check_writable(self) -> "EmbeddingCache":
+        """Fail now, naming the folder and the fix, when embeddings could not be saved later."""
+        from benchmark.errors import BenchmarkError
+
+        probe = self.root / "embeddings" / f".write-test-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise BenchmarkError(
+                f"the embedding cache folder {self.root} cannot be written ({type(exc).__name__}: {exc.strerror or exc}); "
+                f"pass --cache-dir with a writable folder or set {CACHE_ENV}"
+            ) from None
+        return self
+
     def path(self, encoder_key: str, items_hash: str) -> Path:
         return self.root / "embeddings" / encoder_key / f"{items_hash}.npy"
 

@@ -39,7 +39,7 @@ from benchmark.names import (HOLDOUT, STAGE_FINAL, STAGE_TASK, TAG_CHOSEN_CONFIG
                              TAG_LEAKY, TAG_PRIMARY, TAG_PROTOCOL, TAG_RUN_UID, TAG_SPLIT_CHECKSUM, TAG_STAGE, TAG_TASK,
                              TAG_TEXT_FIELD)
 from benchmark.tasks import SuiteSpec, TaskSpec, get_suite, get_system, get_task
-from benchmark.tracking import Tracker, check_reachable, default_tracking_uri, flatten_metrics, git_commit, parquet_bytes
+from benchmark.tracking import Tracker, check_reachable, check_tracking_uri, default_tracking_uri, flatten_metrics, git_commit, parquet_bytes
 from benchmark.trial import prepare_trial_data
 
 from benchmark.tuning import select_best, trial_seconds
@@ -304,7 +304,14 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
     """Stage: validate the suite, lock the output folder, open the tracking store and the run state, start Ray."""
     suite = get_suite(options.suite)
     tasks = [get_task(name) for name in suite.tasks]
-    tracking_uri = options.tracking_uri or default_tracking_uri()
+    # every search space the run will use is read now: a bad one fails before any store, run or Ray starts
+    if suite.systems:
+        for name in suite.systems:
+            load_search_space(get_system(name).search_space)
+    else:
+        load_search_space(options.search_space or suite.search_space)
+    tracking_uri = check_tracking_uri(options.tracking_uri or default_tracking_uri())
+    (EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()).check_writable()
     check_reachable(tracking_uri)
     output = Path(options.output).resolve()
     output.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,14 @@ class ParamSpec(BaseModel):
                 raise ValueError(f"a {self.type} parameter needs low <= high, got low={self.low} high={self.high}")
             if self.log and self.low <= 0:
                 raise ValueError("a log-scale parameter needs low > 0")
+            if self.step is not None and self.step <= 0:
+                raise ValueError(f"'step' must be positive, got {self.step}")
+            if self.log and self.step is not None and not (self.type == "int" and self.step == 1):
+                raise ValueError("Optuna cannot sample on a log scale with a step: drop 'log: true' or 'step'")
+            if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()
+                                           and float(self.step or 1).is_integer()):
+                raise ValueError(f"an int parameter needs whole low, high and step, got low={self.low} "
+                                 f"high={self.high} step={self.step}")
         return self
 
     def suggest(self, trial, name: str):

@@ -39,6 +39,41 @@ def git_commit() -> str | None:
         return None
 
 
+#: tracking URI schemes the suite accepts (MLflow's database and server stores)
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")
+_ACCEPTED = ("accepted: sqlite:///relative/path.db, sqlite:////absolute/path.db, http(s)://host:port of an MLflow "
+             "server, or a postgresql:// / mysql:// / mssql:// database")
+
+
+def check_tracking_uri(uri: str) -> str:
+    """A tracking URI the suite can use, or an error naming the mistake and the accepted forms (before any store
+    is touched: MLflow answers typos with a KeyError or an SQLAlchemy traceback)."""
+    import difflib
+
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0].lower()
+    if not parsed.scheme or len(parsed.scheme) == 1:  # a plain path (or a Windows drive letter)
+        hint = f"; for a database at that path use sqlite:///{Path(uri).resolve()}" if uri else ""
+        raise BenchmarkError(f"tracking URI {uri!r} is a plain path, not a URI{hint} ({_ACCEPTED})")
+    if scheme == "file":
+        raise BenchmarkError(f"tracking URI {uri!r}: MLflow's file store is not supported; use a database, e.g. "
+                             f"sqlite:///{Path(parsed.path).with_suffix('.db')} ({_ACCEPTED})")
+    if scheme not in TRACKING_SCHEMES:
+        close = difflib.get_close_matches(scheme, TRACKING_SCHEMES, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise BenchmarkError(f"tracking URI {uri!r}: unknown scheme {parsed.scheme!r}.{hint} ({_ACCEPTED})")
+    if scheme == "sqlite":
+        if not uri.startswith("sqlite:///") or uri == "sqlite:///":
+            raise BenchmarkError(f"tracking URI {uri!r}: a sqlite URI has three slashes before a relative path and "
+                                 f"four before an absolute one, e.g. sqlite:///mlflow.db ({_ACCEPTED})")
+        if Path(uri[len("sqlite:///"):]).is_dir():
+            raise BenchmarkError(f"tracking URI {uri!r} names a folder; name the database file, e.g. "
+                                 f"{uri.rstrip('/')}/mlflow.db ({_ACCEPTED})")
+    if scheme in ("http", "https") and not parsed.hostname:
+        raise BenchmarkError(f"tracking URI {uri!r} names no host ({_ACCEPTED})")
+    return uri
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, before any training, when an http(s) tracking server does not answer."""
     parsed = urlparse(uri)

@@ -1,8 +1,10 @@
 """The command line as a user runs it: `python -m benchmark ...` in a subprocess."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -99,3 +101,62 @@ def test_list_shows_protocols_and_systems():
     systems = cli("list", "systems").stdout
     for name in ("untrained-heads", "paper-defaults", "tuned-linear", "second-order"):
         assert name in systems
+
+
+@pytest.mark.parametrize("uri,message", [
+    ("sqlit:///{tmp}/x.db", "unknown scheme 'sqlit'. Did you mean 'sqlite'?"),
+    ("sqlite://x.db", "three slashes before a relative path and four before an absolute one"),
+    ("file://{tmp}/store", "file store is not supported"),
+    ("{tmp}/x.db", "is a plain path, not a URI; for a database at that path use sqlite:///"),
+    ("sqlite:///{tmp}", "names a folder"),
+])
+def test_tracking_uri_typos_are_explained_before_anything_starts(uri, message, tmp_path, capsys):
+    uri = uri.format(tmp=tmp_path)
+    for command in (["run", "--output", str(tmp_path / "out"), "--tracking-uri", uri],
+                    ["report", "--tracking-uri", uri, "--out", str(tmp_path / "reports")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: tracking URI") and message in err and "accepted: sqlite:///" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, output or report folder made
+
+
+@pytest.mark.parametrize("folder", ["{tmp}/a-file/cache", "/sys/fs"])
+def test_an_unwritable_cache_folder_is_refused_naming_it(folder, tiny_csv, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    folder = folder.format(tmp=tmp_path)
+    if folder == "/sys/fs":  # an existing folder on a read-only file system (root may write anywhere else)
+        try:
+            (Path(folder) / "embeddings").mkdir()
+        except OSError:
+            pass
+        else:
+            (Path(folder) / "embeddings").rmdir()
+            pytest.skip("/sys/fs is writable here")
+    assert main(["train", "--data", str(tiny_csv), "--cache-dir", folder, "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"the embedding cache folder {folder} cannot be written" in err and "--cache-dir" in err
+    assert main(["run", "--output", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                 "--cache-dir", folder]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_a_search_space_optuna_cannot_sample_fails_before_any_run_starts(tmp_path, tiny_csv, capsys):
+    """log: true with a step: one error line naming the file and field; no store, no MLflow run left RUNNING."""
+    import yaml
+
+    from suite_helpers import TINY_SPACE, write_suite
+
+    space = {**TINY_SPACE, "parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True,
+                                                       "step": 1e-4}}}
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space)
+    os.environ["BENCHMARK_TASKS_DIR"] = str(folder)
+    try:
+        code = main(["run", "--suite", "tiny", "--output", str(tmp_path / "out"), "--tracking-uri",
+                     f"sqlite:///{tmp_path / 'm.db'}", "--offline"])
+    finally:
+        del os.environ["BENCHMARK_TASKS_DIR"]
+    err = capsys.readouterr().err
+    assert code == 2 and "log scale with a step" in err and "tiny-space" in err and "optim/lr" in err
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "out").exists()
+    assert yaml.safe_load((tmp_path / "tiny-space.yaml").read_text())["parameters"]["optim/lr"]["log"] is True

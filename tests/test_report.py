@@ -94,3 +94,40 @@ def test_report_on_a_missing_sqlite_store_creates_nothing(tmp_path):
     with pytest.raises(BenchmarkError, match="no MLflow store"):
         generate_report(f"sqlite:///{db}", out=tmp_path / "reports")
     assert not db.exists() and not db.parent.exists() and not (tmp_path / "reports").exists()
+
+
+def _copy_store(uri: str, to) -> str:
+    """A copy of a sqlite store and its artifacts, pointed at the copied artifacts."""
+    import sqlite3
+    from pathlib import Path
+
+    source = Path(uri[len("sqlite:///"):]).parent
+    shutil.copytree(source, to)
+    with sqlite3.connect(to / "mlflow.db") as db:
+        for table, column in (("runs", "artifact_uri"), ("experiments", "artifact_location")):
+            db.execute(f"update {table} set {column} = replace({column}, ?, ?)", (str(source), str(to)))
+    return f"sqlite:///{to / 'mlflow.db'}"
+
+
+def test_report_skips_tasks_without_artifacts_draws_each_study_once_and_alters_no_store(tiny_store, tmp_path):
+    import hashlib
+
+    from mlflow.tracking import MlflowClient
+
+    uri = _copy_store(tiny_store, tmp_path / "store")
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("benchmark-tiny").experiment_id
+    parent = client.search_runs([experiment], "tags.stage = 'task' and tags.task = 'tiny-grouped'")[0]
+    (tmp_path / "store" / parent.info.artifact_uri.split(str(tmp_path / "store"))[1].lstrip("/")
+     / "per_query_ranks.parquet").unlink()
+    trial = client.search_runs([experiment], "tags.stage = 'trial' and tags.task = 'tiny-global'")[0]
+    client.delete_run(trial.info.run_id)  # the study's trials now differ between its two tasks
+    digest = hashlib.sha256((tmp_path / "store" / "mlflow.db").read_bytes()).hexdigest()
+
+    written = generate_report(uri, out=tmp_path / "reports")
+    markdown = written["markdown"].read_text()
+    assert "**Skipped**" in markdown and f"tiny-grouped (run {parent.info.run_id})" in markdown
+    assert "per_query_ranks.parquet cannot be read" in markdown and "### tiny-global" in markdown
+    histories = sorted(p.name for p in (tmp_path / "reports").glob("optuna_history_*.png"))
+    assert len(histories) == 1, histories  # one study, drawn once
+    assert hashlib.sha256((tmp_path / "store" / "mlflow.db").read_bytes()).hexdigest() == digest

@@ -92,6 +92,12 @@ def test_nested_tune_config_and_overrides():
     ({"parameters": {"loss/temperature": {"type": "float", "low": 0.2, "high": 0.1}}}, "low <= high"),
     ({"parameters": {"bridge/head": {"type": "categorical", "choices": []}}}, "choices"),
     ({"parameters": {"terms/x": {"type": "categorical", "choices": [1]}}}, "reserved"),
+    ({"parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "step": 1e-4}}},
+     "log scale with a step"),
+    ({"parameters": {"bridge/dim": {"type": "int", "low": 64, "high": 512, "log": True, "step": 64}}},
+     "log scale with a step"),
+    ({"parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "step": 0}}}, "step' must be positive"),
+    ({"parameters": {"bridge/dim": {"type": "int", "low": 64.5, "high": 512}}}, "whole low, high and step"),
 ])
 def test_invalid_search_spaces(tmp_path, spec, message):
     import yaml

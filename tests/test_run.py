@@ -215,3 +215,22 @@ def test_one_run_per_output_folder_at_a_time(tiny_suite, tmp_path):
         held.release()
     assert json.loads((out / "run_state.json").read_text())["run_uid"] == "abc"  # the holder's state is intact
     assert not (tmp_path / "m.db").exists()
+
+
+def test_a_failure_mid_run_leaves_no_mlflow_run_running(ray_local, tiny_suite, tmp_path, monkeypatch):
+    """The finals crash after the study logged its parents and trials: the error surfaces, and every run of this
+    run_uid is ended FAILED (not left RUNNING in the MLflow UI)."""
+    import benchmark.runner as runner
+
+    def broken_finals(*args, **kwargs):
+        raise RuntimeError("disk full while training the finals")
+
+    monkeypatch.setattr(runner, "run_finals", broken_finals)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_suite(RunOptions(suite="tiny", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False),
+                  progress=lambda line: None)
+    runs = runs_of(uri, "benchmark-tiny")
+    assert [r for r in runs if r.data.tags["stage"] == "task"]
+    assert {r.info.status for r in runs} <= {"FINISHED", "FAILED"}
+    assert {r.info.status for r in runs if r.data.tags["stage"] == "task"} == {"FAILED"}

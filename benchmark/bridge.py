@@ -20,6 +20,11 @@ from benchmark.config import BridgeConfig
 from benchmark.sparse import BagBatch, FeatureLinear
 
 
+def head(in_dim: int, cfg: BridgeConfig) -> nn.Module:
+    """The configured head from `in_dim` into the shared space (also on top of a trainable encoder)."""
+    return _head(in_dim, cfg)
+
+
 def _head(in_dim: int, cfg: BridgeConfig) -> nn.Module:
     if cfg.head == "mlp":
         return nn.Sequential(nn.Linear(in_dim, cfg.hidden_dim), nn.GELU(), nn.Dropout(cfg.dropout),
@@ -83,12 +88,18 @@ class Bridge(nn.Module):
     """Both heads (and the shared projector). `fused_normalize` swaps F.normalize for `unit_rows`
     (same values; a cheaper backward) - the fast training path sets it."""
 
-    def __init__(self, mol_dim: int, text_dim: int, cfg: BridgeConfig, fused_normalize: bool = False):
+    def __init__(self, mol_dim: int, text_dim: int, cfg: BridgeConfig, fused_normalize: bool = False,
+                 mol_head: nn.Module | None = None, view_dim: int | None = None):
         super().__init__()
         self.cfg = cfg
         self.fused_normalize = fused_normalize
-        self.mol_head = FeatureLinear(mol_dim, cfg.dim) if cfg.head == "linear" else _head(mol_dim, cfg)
+        if mol_head is not None:  # a trainable molecule encoder with its head (benchmark.graphs.GraphHead)
+            self.mol_head = mol_head
+        else:
+            self.mol_head = FeatureLinear(mol_dim, cfg.dim) if cfg.head == "linear" else _head(mol_dim, cfg)
         self.text_head = _head(text_dim, cfg)
+        #: ACML: a frozen molecular view projected into the shared space, to align the trainable encoder to
+        self.view_head = nn.Linear(view_dim, cfg.dim) if view_dim else None
         self.projector = (MemoryBankProjector(cfg.dim, cfg.memory_slots, cfg.memory_heads)
                           if cfg.head == "memory_bank" else nn.Identity())
 
@@ -103,6 +114,9 @@ class Bridge(nn.Module):
         if not isinstance(self.mol_head, FeatureLinear):
             raise TypeError(f"on-bit bags need a linear molecule head, not {self.cfg.head!r}")
         return self._unit(self.projector(self.mol_head.forward_bags(bags)))
+
+    def embed_views(self, v: torch.Tensor) -> torch.Tensor:
+        return self._unit(self.view_head(v))
 
     def embed_texts(self, z: torch.Tensor) -> torch.Tensor:
         return self._unit(self.projector(self.text_head(z)))

@@ -92,6 +92,17 @@ class TrialConfig(_Strict):
     #: "reference": the straightforward dense autograd path. Same numbers to float rounding (tested).
     implementation: Literal["fast", "reference"] = "fast"
 
+    @model_validator(mode="after")
+    def _graph_encoder_params(self):
+        from benchmark.graphs import GRAPH_ENCODER, graph_config
+
+        if self.mol_encoder.name == GRAPH_ENCODER:
+            params = graph_config(self.mol_encoder.params)
+            if params.align_weight and not params.align_to:
+                raise ValueError("mol_encoder.params.align_weight > 0 needs align_to (a frozen molecule encoder, "
+                                 "e.g. 'ecfp4')")
+        return self
+
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
 

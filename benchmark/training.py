@@ -36,10 +36,34 @@ def group_codes(groups: np.ndarray | None, n: int) -> np.ndarray:
     return codes
 
 
-def build_bridge(cfg: TrialConfig, mol_dim: int, text_dim: int) -> Bridge:
-    """Seeded initialisation: the same config always starts from the same weights."""
+def build_bridge(cfg: TrialConfig, mol_dim: int, text_dim: int, *, graphs=None, view_dim: int | None = None) -> Bridge:
+    """Seeded initialisation: the same config always starts from the same weights. `graphs`
+    (`benchmark.graphs.GraphTensors`) puts the trainable graph encoder under the molecule head; `view_dim`
+    adds the head of a frozen molecular view to align it to (ACML)."""
     torch.manual_seed(cfg.seed)
-    return Bridge(mol_dim, text_dim, cfg.bridge, fused_normalize=cfg.implementation == "fast")
+    mol_head = None
+    if graphs is not None:
+        from benchmark.bridge import head
+        from benchmark.graphs import GraphHead, graph_config
+
+        params = graph_config(cfg.mol_encoder.params)
+        mol_head = GraphHead(params, head(params.hidden, cfg.bridge), graphs)
+    return Bridge(mol_dim, text_dim, cfg.bridge, fused_normalize=cfg.implementation == "fast", mol_head=mol_head,
+                  view_dim=view_dim)
+
+
+def view_alignment(bridge: Bridge, mol: torch.Tensor, mol_ids: torch.Tensor, view_x: torch.Tensor,
+                   temperature: float) -> torch.Tensor:
+    """ACML's extra term: symmetric InfoNCE between the trainable molecule embeddings and a frozen molecular
+    view of the same molecules (each molecule once per batch)."""
+    import torch.nn.functional as F
+
+    unique, inverse = torch.unique(mol_ids, return_inverse=True)
+    first = torch.zeros(len(unique), dtype=torch.long, device=mol.device).scatter_(
+        0, inverse, torch.arange(len(mol_ids), device=mol.device))
+    logits = mol[first] @ bridge.embed_views(view_x[unique]).T / temperature
+    target = torch.arange(len(unique), device=mol.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 @dataclass
@@ -65,20 +89,23 @@ def molecule_bags(cfg: TrialConfig, mol_x: torch.Tensor, mol_idx: torch.Tensor) 
 
 
 def train_bridge(cfg: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tensor, mol_idx: np.ndarray,
-                 text_idx: np.ndarray, groups: np.ndarray | None, *, on_epoch: EpochCallback | None = None) -> TrainingOutcome:
+                 text_idx: np.ndarray, groups: np.ndarray | None, *, on_epoch: EpochCallback | None = None,
+                 graphs=None, view_x: torch.Tensor | None = None) -> TrainingOutcome:
     """Train on the pairs (mol_idx[i], text_idx[i]); features are full matrices already on the device.
 
     Everything stays resident on the device; the only host synchronisation is one per epoch (the
     logged loss). `seconds` covers the optimisation loop only (not callbacks such as validation).
     """
     device = mol_x.device
-    bridge = build_bridge(cfg, mol_x.shape[1], text_x.shape[1]).to(device)
+    bridge = build_bridge(cfg, mol_x.shape[1], text_x.shape[1], graphs=graphs,
+                          view_dim=None if view_x is None else view_x.shape[1]).to(device)
+    align_weight = float(cfg.mol_encoder.params.get("align_weight", 0.0)) if view_x is not None else 0.0
     optimizer = make_optimizer(bridge, cfg, device)
     mi = torch.as_tensor(mol_idx, dtype=torch.long, device=device)
     ti = torch.as_tensor(text_idx, dtype=torch.long, device=device)
     gi = torch.as_tensor(group_codes(groups, len(mol_idx)), dtype=torch.long, device=device)
     fast = cfg.implementation == "fast"
-    bags = molecule_bags(cfg, mol_x, mi)
+    bags = molecule_bags(cfg, mol_x, mi) if graphs is None else None
     duplicates = InBatchDuplicates(mol_idx, text_idx, device) if fast else None
     generator = torch.Generator().manual_seed(cfg.seed)
     n, batch_size = len(mi), cfg.optim.batch_size
@@ -104,6 +131,10 @@ def train_bridge(cfg: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tensor, mo
                    else bridge.embed_molecules(mol_x[ids.mol]))
             text = bridge.embed_texts(text_e[start:stop])
             loss, parts = total_loss(mol, text, ids, cfg.loss, fused=fast)
+            if align_weight:
+                parts["align"] = align_weight * view_alignment(bridge, mol, ids.mol, view_x, cfg.loss.temperature)
+                loss = loss + parts["align"]
+                parts["align"] = parts["align"].detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -29,6 +29,9 @@ from benchmark.metrics import RetrievalRun, evaluate_retrieval, per_query_values
 from benchmark.splits import Split
 from benchmark.training import build_bridge, resolve_device, train_bridge
 
+if False:  # typing only
+    from benchmark.graphs import MolGraphs  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 #: metric used to compare a trained bridge with its baselines (paired bootstrap)
@@ -51,6 +54,17 @@ class TrialData:
     encoded_items: int
     dataset: dict
     encoders: dict
+    #: the trainable graph encoder's input (benchmark.graphs): every molecule's graph; mol_features are indices
+    graphs: "MolGraphs | None" = None
+    #: a frozen molecular view the graph encoder is also aligned to (ACML), one row per molecule
+    view_features: np.ndarray | None = None
+
+    def training_inputs(self, device: torch.device) -> dict:
+        """What `train_bridge` / `build_bridge` need beyond the feature matrices, on `device`."""
+        from benchmark.graphs import GraphTensors
+
+        return {"graphs": GraphTensors(self.graphs, device) if self.graphs is not None else None,
+                "view_x": torch.as_tensor(self.view_features, device=device) if self.view_features is not None else None}
 
 
 def prepare_trial_data(dataset: PairDataset, config: TrialConfig, split: Split, *,
@@ -69,8 +83,21 @@ def prepare_trial_data(dataset: PairDataset, config: TrialConfig, split: Split, 
     texts, text_idx = dataset.text_index(config.text_field)
     mol_idx = dataset.mol_index
     train = split.train
+    fit_mols = [dataset.molecules[i] for i in np.unique(mol_idx[train])]
     mols = embed(mol_encoder, dataset.molecules, cache=cache, dataset_fingerprint=dataset.fingerprint,
-                 fit_items=[dataset.molecules[i] for i in np.unique(mol_idx[train])])
+                 fit_items=fit_mols)
+    graphs = view = None
+    if getattr(mol_encoder, "trainable", False):  # the graph encoder: graphs in, trained with the bridge
+        from benchmark.graphs import cached_graphs, graph_config
+
+        graphs = cached_graphs(dataset.molecules, cache or EmbeddingCache())
+        align_to = graph_config(config.mol_encoder.params).align_to
+        if align_to:
+            view_encoder = build_encoder(align_to)
+            if view_encoder.modality != "molecule" or getattr(view_encoder, "trainable", False):
+                raise ConfigError(f"align_to {align_to!r} must be a frozen molecule encoder (e.g. ecfp4)")
+            view = embed(view_encoder, dataset.molecules, cache=cache, dataset_fingerprint=dataset.fingerprint,
+                         fit_items=fit_mols).matrix
     txts = embed(text_encoder, texts, cache=cache, dataset_fingerprint=dataset.fingerprint,
                  fit_items=[texts[i] for i in np.unique(text_idx[train])])
     space = encoder_space(mol_encoder)
@@ -80,7 +107,7 @@ def prepare_trial_data(dataset: PairDataset, config: TrialConfig, split: Split, 
         groups=dataset.groups, texts=texts, molecules=dataset.molecules, shared_space=shared,
         encode_seconds=mols.seconds + txts.seconds,
         encoded_items=(0 if mols.from_cache else len(dataset.molecules)) + (0 if txts.from_cache else len(texts)),
-        dataset=dataset.summary(),
+        dataset=dataset.summary(), graphs=graphs, view_features=view,
         encoders={"molecule": {"name": mol_encoder.name, "params": mol_encoder.params, "key": mols.encoder_key,
                                "dim": int(mols.matrix.shape[1]), "from_cache": mols.from_cache},
                   "text": {"name": text_encoder.name, "params": text_encoder.params, "key": txts.encoder_key,
@@ -150,7 +177,7 @@ def train_on_split(config: TrialConfig, mol_x: torch.Tensor, text_x: torch.Tenso
         on_epoch(epoch, record, validate(bridge, mol_x, text_x, data, split.val, gallery) if due else None)
 
     outcome = train_bridge(config, mol_x, text_x, data.mol_idx[train], data.text_idx[train], groups,
-                           on_epoch=hook if on_epoch is not None else None)
+                           on_epoch=hook if on_epoch is not None else None, **data.training_inputs(mol_x.device))
     if config.optim.epochs == 0 and on_epoch is not None:
         on_epoch(0, {}, validate(outcome.bridge, mol_x, text_x, data, split.val, gallery) if check else None)
     return outcome
@@ -233,7 +260,9 @@ def run_trial(config: TrialConfig, data: TrialData, split: Split, *, side: str =
     gallery = text_gallery(data, split)
     trained = evaluate(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"), data, rows,
                        n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size, gallery=gallery)
-    untrained_bridge = build_bridge(config, mol_x.shape[1], text_x.shape[1]).to(dev)
+    inputs = data.training_inputs(dev)
+    untrained_bridge = build_bridge(config, mol_x.shape[1], text_x.shape[1], graphs=inputs["graphs"],
+                                    view_dim=None if inputs["view_x"] is None else inputs["view_x"].shape[1]).to(dev)
     untrained = evaluate(untrained_bridge.embed_all(mol_x, "molecule"), untrained_bridge.embed_all(text_x, "text"),
                          data, rows, n_boot=n_boot, seed=bootstrap_seed, min_group_size=min_group_size, gallery=gallery)
     cosine = None

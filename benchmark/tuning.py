@@ -129,7 +129,8 @@ class TrialPayload:
 
     @staticmethod
     def key(cfg: TrialConfig, fold: str | None = None) -> str:
-        pair = f"{cfg.mol_encoder.name}|{cfg.text_encoder.name}"
+        align = cfg.mol_encoder.params.get("align_to")  # the graph encoder's frozen view changes the data
+        pair = f"{cfg.mol_encoder.name}{'@' + align if align else ''}|{cfg.text_encoder.name}"
         return f"{fold}|{pair}" if fold else pair
 
     def resolve(self, config: dict) -> tuple[TrialConfig, TrialData, Split]:

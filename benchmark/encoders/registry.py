@@ -54,6 +54,8 @@ def _builtin_registry() -> Registry[EncoderEntry]:
         modality="molecule")
     add("minilm-smiles", lm.SentenceTransformerEncoder, "molecule", "offline MiniLM applied to SMILES (shares minilm's space)",
         modality="molecule", space="all-MiniLM-L6-v2")
+    add("gin", molecular.GraphInput, "molecule", "trainable 5-layer GINE graph encoder over RDKit graphs (ACML; PyTorch "
+        "Geometric), trained with the bridge: layers, hidden, dropout, pooling, align_to, align_weight")
     add("minilm", lm.SentenceTransformerEncoder, "text", "offline all-MiniLM-L6-v2 (default text encoder)", space="all-MiniLM-L6-v2")
     add("sentence-transformer", lm.SentenceTransformerEncoder, "text", "any sentence-transformers model: model=<hub name or folder>")
     add("pubmedbert", lm.TransformerEncoder, "text", f"PubMedBERT, CLS pooling ({lm.PUBMEDBERT}; paper's choice, needs the hub)",

@@ -54,7 +54,7 @@ class GraphEncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     layers: int = Field(5, ge=1, le=12)
-    hidden: int = Field(128, ge=8, le=2048)
+    hidden: int = Field(64, ge=8, le=2048)
     dropout: float = Field(0.0, ge=0, lt=1)
     pooling: Literal["mean", "sum", "max"] = "mean"
     #: a frozen molecule encoder to align the graph embedding to as well (ACML), e.g. 'ecfp4'; None: text only
@@ -199,8 +199,8 @@ class GraphEncoder(nn.Module):
         self.atoms = _CodeEmbedding(ATOM_FEATURES, cfg.hidden)
         self.bonds = nn.ModuleList(_CodeEmbedding(BOND_FEATURES, cfg.hidden) for _ in range(cfg.layers))
         self.convs = nn.ModuleList(
-            GINEConv(nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.BatchNorm1d(cfg.hidden), nn.ReLU(),
-                                   nn.Linear(cfg.hidden, cfg.hidden)), train_eps=True)
+            GINEConv(nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden)),
+                     train_eps=True)
             for _ in range(cfg.layers))
         self.norms = nn.ModuleList(nn.BatchNorm1d(cfg.hidden) for _ in range(cfg.layers))
         self.dropout = nn.Dropout(cfg.dropout)

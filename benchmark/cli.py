@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--cpus-per-trial", type=float, default=1.0)
     p_run.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional GPUs, e.g. 0.25 puts four trials on a GPU")
     p_run.add_argument("--num-samples", type=int, help="trials per split (default: the suite's)")
-    p_run.add_argument("--time-budget", type=float, help="seconds of search per split")
+    p_run.add_argument("--time-budget", type=float, help="seconds of search per study: no trial starts after it, "
+                                                          "running trials finish; reported as such")
     p_run.add_argument("--max-concurrent", type=int, help="cap on concurrent trials")
     p_run.add_argument("--search-space", help="a name in search_spaces/ or a YAML path (default: the suite's)")
     p_run.add_argument("--asha", action=argparse.BooleanOptionalAction, default=None, help="ASHA early stopping")

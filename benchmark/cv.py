@@ -88,11 +88,15 @@ def prepare(dataset: PairDataset, folds: FoldPlan, systems: list[System], text_f
 
     shared: dict[tuple, TrialData] = {}
     tuning, final = {}, {}
-    pairs = {(m["name"], t["name"]): (m, t) for s in systems for ms, ts in [s.space.encoder_choices()]
-             for m in ms for t in ts}
+    configs = {}
+    for system in systems:
+        mols, texts = system.space.encoder_choices()
+        for mol in mols:
+            for text in texts:
+                cfg = TrialConfig(mol_encoder=mol, text_encoder=text, text_field=text_field)
+                configs.setdefault(TrialPayload.key(cfg), cfg)
     for fold in folds.folds:
-        for mol, text in pairs.values():
-            cfg = TrialConfig(mol_encoder=mol, text_encoder=text, text_field=text_field)
+        for cfg in configs.values():
             for target, split in ((tuning, fold.split), (final, fold.fit_split())):
                 data = prepare_trial_data(dataset, cfg, split, cache=cache)
                 key = (data.encoders["molecule"]["key"], data.encoders["text"]["key"])

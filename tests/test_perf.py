@@ -20,7 +20,8 @@ def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_l
     assert out.read_text() == text
     for heading in ("## One bridge trial (cpu)", "## Ray Tune overhead", "## Embedding cache",
                     "## Text encoding throughput", "## Evaluation: ranking both directions", "## Bootstrap",
-                    "## How cost grows", "## Whole suite: `run --suite perfcv`", "## Targets"):
+                    "## How cost grows", "## Whole suite: `run --suite perfcv`", "## Graph encoder trial (cpu)",
+                    "## Targets"):
         assert heading in text
     assert "identical ranks in this run: True" in text
     assert "| 2 | 0 | 0.000 |" in text  # the second preparation encodes nothing

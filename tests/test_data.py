@@ -73,7 +73,8 @@ def test_bring_your_own_counts_every_drop(tmp_path):
     ]
     cols = ColumnMap(smiles="SMILES", text="description", id="cid", group="family")
     ds = load_dataset(write(tmp_path, rows, "pairs.tsv"), cols)
-    assert ds.dropped == {"missing_structure": 1, "missing_text": 1, "invalid_smiles": 1, "duplicate_pair": 1}
+    assert ds.dropped == {"missing_structure": 1, "missing_text": 1, "too_large": 0, "rdkit_timeout": 0,
+                          "invalid_smiles": 1, "duplicate_pair": 1}
     assert ds.n_pairs == 2 and ds.salts_stripped == 1
     assert "3: not a smiles" in ds.invalid_smiles_examples
     assert set(ds.pairs["structure_key"]) == {"CCO", "CC(=O)O"}

@@ -1,7 +1,6 @@
 """The command line as a user runs it: `python -m benchmark ...` in a subprocess."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,7 +140,7 @@ def test_an_unwritable_cache_folder_is_refused_naming_it(folder, tiny_csv, tmp_p
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.db").exists()
 
 
-def test_a_search_space_optuna_cannot_sample_fails_before_any_run_starts(tmp_path, tiny_csv, capsys):
+def test_a_search_space_optuna_cannot_sample_fails_before_any_run_starts(tmp_path, tiny_csv, capsys, monkeypatch):
     """log: true with a step: one error line naming the file and field; no store, no MLflow run left RUNNING."""
     import yaml
 
@@ -149,14 +148,12 @@ def test_a_search_space_optuna_cannot_sample_fails_before_any_run_starts(tmp_pat
 
     space = {**TINY_SPACE, "parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True,
                                                        "step": 1e-4}}}
-    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space)
-    os.environ["BENCHMARK_TASKS_DIR"] = str(folder)
-    try:
-        code = main(["run", "--suite", "tiny", "--output", str(tmp_path / "out"), "--tracking-uri",
-                     f"sqlite:///{tmp_path / 'm.db'}", "--offline"])
-    finally:
-        del os.environ["BENCHMARK_TASKS_DIR"]
+    # task names are global (a registry): this suite's own names, not the tiny suite's
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, name="badspace", prefix="badspace")
+    monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(folder))
+    code = main(["run", "--suite", "badspace", "--output", str(tmp_path / "out"), "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'm.db'}", "--offline"])
     err = capsys.readouterr().err
-    assert code == 2 and "log scale with a step" in err and "tiny-space" in err and "optim/lr" in err
+    assert code == 2 and "log scale with a step" in err and "badspace-space" in err and "optim/lr" in err
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "out").exists()
-    assert yaml.safe_load((tmp_path / "tiny-space.yaml").read_text())["parameters"]["optim/lr"]["log"] is True
+    assert yaml.safe_load((tmp_path / "badspace-space.yaml").read_text())["parameters"]["optim/lr"]["log"] is True

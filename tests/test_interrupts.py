@@ -122,3 +122,30 @@ def test_a_time_budget_ends_the_study_and_is_reported(slow_suite):
     assert optuna_states(slow_suite) == {"COMPLETE": counts["finished"]}  # running trials finished, none cut short
     assert stages(slow_suite)["trial"] == 2 * counts["finished"]
     assert set(mlflow_status(slow_suite)) == {"FINISHED"}
+
+
+def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, tiny_csv):
+    """The CV path: Ctrl-C while a system is tuned per fold; resume gives every fold its budget and every
+    (system, fold) one fit."""
+    from suite_helpers import write_cv_suite
+
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="intcv", folds=3, budget=2, epochs=400,
+                            batch_size=16)
+    suite = {"args": [sys.executable, "-m", "benchmark", "run", "--suite", "intcv", "--tracking-uri",
+                      f"sqlite:///{tmp_path / 'mlflow.db'}", "--output", str(tmp_path / "out"), "--max-concurrent",
+                      "1", "--offline"],
+             "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}, "out": tmp_path / "out",
+             "db": tmp_path / "mlflow.db", "log": tmp_path / "run.log"}
+    proc = start(suite)
+    wait_for(suite, proc, "trials: ", 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert "resume with: " in suite["log"].read_text()
+    assert json.loads((suite["out"] / "results.json").read_text())["interrupted"]["where"].startswith("tuning intcv-tuned")
+    assert "RUNNING" not in mlflow_status(suite)
+    done = subprocess.run(suite["args"] + ["--resume"], env=suite["env"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    per_study = sql(suite["out"] / "optuna.db", "select s.study_name, count(*) from trials t join studies s "
+                                                "on s.study_id = t.study_id where t.state = 'COMPLETE' group by s.study_name")
+    assert sorted(per_study.values()) == [2, 2, 2]  # three folds, each its budget, none twice
+    assert stages(suite)["fit"] == 2 * 2 * 3 and set(mlflow_status(suite)) == {"FINISHED"}  # tasks x systems x folds

@@ -328,7 +328,7 @@ def _open(options: RunOptions, progress, suite: SuiteSpec, tasks: list[TaskSpec]
     from benchmark.tuning import check_resources, init_ray
 
     state = _load_state(output, options)
-    tracker = Tracker(tracking_uri, f"benchmark-{suite.name}")
+    tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     cache = EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()
     init_ray(options.address)

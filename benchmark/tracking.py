@@ -24,6 +24,8 @@ from benchmark.names import metric_key
 log = logging.getLogger(__name__)
 
 MAX_METRICS, MAX_PARAMS = 1000, 100
+#: the experiment tag MLflow 3's UI reads to open an experiment on its runs rather than on GenAI traces
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def default_tracking_uri() -> str:
@@ -120,9 +122,11 @@ def _retry_locked(call, *, attempts: int = 8, delay: float = 0.25):
 class Tracker:
     """A thin, picklable wrapper around MlflowClient (the client is created lazily)."""
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | os.PathLike | None = None):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | os.PathLike | None = None,
+                 description: str | None = None):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
+        self.description = description
         if artifact_root is None and urlparse(tracking_uri).scheme == "sqlite":
             # beside the database, as an absolute path: Tune changes trials' working directories
             artifact_root = Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts"
@@ -167,7 +171,19 @@ class Tracker:
                     self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
                 except Exception:  # created concurrently by another process
                     self._experiment_id = self.client.get_experiment_by_name(self.experiment).experiment_id
+            self._describe_experiment(found)
         return self._experiment_id
+
+    def _describe_experiment(self, found) -> None:
+        """MLflow 3 opens an experiment without a kind on its GenAI overview (traces, tokens): mark the suite's
+        experiments as model development so the UI opens on their runs, and give them the suite's description."""
+        tags = dict(found.tags) if found is not None else {}
+        wanted = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        if self.description:
+            wanted["mlflow.note.content"] = self.description
+        for key, value in wanted.items():
+            if tags.get(key) != value:
+                _retry_locked(lambda k=key, v=value: self.client.set_experiment_tag(self._experiment_id, k, v))
 
     def find_run(self, **tags: str) -> str | None:
         clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())

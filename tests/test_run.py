@@ -49,6 +49,10 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
     assert glob.data.tags["dataset_fingerprint"] and glob.data.tags["package_version"] and glob.data.tags["split_checksum"]
     assert glob.data.tags["encoders"] == "ecfp4+tfidf" and by_stage["trial"][0].data.tags["encoders"] == "ecfp4+tfidf"
     client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("benchmark-tiny")
+    # MLflow 3's UI opens a model-development experiment on its runs (not on the GenAI trace overview)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"] == "Suite tiny: tiny test suite"
     artifacts = {a.path for a in client.list_artifacts(glob.info.run_id)}
     assert {"config.yaml", "final.json", "per_query_ranks.parquet", "cosine_heatmap.png", "recall_at_k.png"} <= artifacts
     trial_run = by_stage["trial"][0]

@@ -27,14 +27,14 @@ from benchmark.comparison import Comparison, compare_systems, mean_ci
 from benchmark.config import TrialConfig, short_config
 from benchmark.data.cleaning import PairDataset
 from benchmark.folds import Fold, FoldPlan, plan_folds
-from benchmark.interrupts import StopRequested, report_outcome, study_outcome
+from benchmark.interrupts import StopRequested, fit_study
 from benchmark.names import (COMPARISON_ARTIFACT, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM,
                              TAG_FOLD, TAG_FOLDS_CHECKSUM, TAG_PRIMARY, TAG_PROTOCOL, TAG_REPEAT, TAG_RUN_UID,
                              TAG_STAGE, TAG_SYSTEM, TAG_TASK, TEST_PREFIX, metric_key)
 from benchmark.search_space import SearchSpace, load_search_space
 from benchmark.tasks import GROUPED_METRICS, METRICS, SystemSpec, TaskSpec
 from benchmark.trial import FitScore, TrialData, fit_and_score, prepare_trial_data
-from benchmark.tuning import OBJECTIVE, select_best, trial_seconds
+from benchmark.tuning import OBJECTIVE, select_best
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +115,10 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
                            threads=int(max(1, ctx.options.cpus_per_trial)), folds={f.name: f.split for f in folds.folds})
     callback = TrialCallback(ctx.tracker, parents, {t.name: t.primary_key for t in group}, ctx.state["run_uid"],
                              system.space, ctx.progress, system=system.name)
-    tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings_for(system), system.space,
-                       callbacks=[callback], resume=ctx.options.resume, folds=[f.name for f in folds.folds])
     settings = settings_for(system)
-    with ctx.stop.study():
-        try:
-            grid = tuner.fit()
-        finally:
-            callback.flush()
-    ctx.compute["trial_seconds"] += trial_seconds(grid)
-    study = study_outcome(grid, settings.num_samples * len(folds.folds), settings.time_budget_s, ctx.stop.requested)
-    report_outcome(ctx, study, settings.time_budget_s)
+    tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, system.space,
+                       callbacks=[callback], resume=ctx.options.resume, folds=[f.name for f in folds.folds])
+    grid, study = fit_study(ctx, tuner, callback, settings.num_samples * len(folds.folds), settings.time_budget_s)
     if ctx.stop.requested:
         raise StopRequested(f"tuning {system.name}: {study.finished} of {study.planned} trials finished, "
                             f"{len(study.interrupted)} interrupted")

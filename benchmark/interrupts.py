@@ -144,6 +144,21 @@ def study_outcome(grid, planned: int, time_budget_s: float | None, interrupted: 
     return outcome
 
 
+def fit_study(ctx, tuner, callback, planned: int, time_budget_s: float | None):
+    """Run one Tune study under the run's stop signal; (result grid, how its trials ended), said when early."""
+    from benchmark.tuning import trial_seconds
+
+    with ctx.stop.study():
+        try:
+            grid = tuner.fit()
+        finally:
+            callback.flush()  # trial runs still queued for MLflow
+    ctx.compute["trial_seconds"] += trial_seconds(grid)
+    study = study_outcome(grid, planned, time_budget_s, ctx.stop.requested)
+    report_outcome(ctx, study, time_budget_s)
+    return grid, study
+
+
 def report_outcome(ctx, outcome: StudyOutcome, time_budget_s: float | None) -> None:
     """Say how a study ended when it ended early (a Ctrl-C, the time budget), and remember a Ctrl-C that Tune
     caught (`ctx.stop`)."""

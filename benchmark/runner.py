@@ -32,7 +32,7 @@ from benchmark.config import TrialConfig, flatten, short_config
 from benchmark.data.loaders import load_dataset
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.finals import FinalOutcome, per_query_frame, run_finals
-from benchmark.interrupts import Interrupted, StopRequested, StopSignal, report_outcome, study_outcome
+from benchmark.interrupts import Interrupted, StopRequested, StopSignal, fit_study
 from benchmark.search_space import load_search_space
 from benchmark.splits import make_split
 from benchmark.names import (HOLDOUT, STAGE_FINAL, STAGE_TASK, TAG_CHOSEN_CONFIG, TAG_ENCODERS, TAG_FINAL_SEEDS,
@@ -42,7 +42,7 @@ from benchmark.tasks import SuiteSpec, TaskSpec, get_suite, get_system, get_task
 from benchmark.tracking import Tracker, check_reachable, check_tracking_uri, default_tracking_uri, flatten_metrics, git_commit, parquet_bytes
 from benchmark.trial import prepare_trial_data
 
-from benchmark.tuning import select_best, trial_seconds
+from benchmark.tuning import select_best
 
 log = logging.getLogger(__name__)
 STATE_FILE = "run_state.json"
@@ -311,26 +311,25 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
     else:
         load_search_space(options.search_space or suite.search_space)
     tracking_uri = check_tracking_uri(options.tracking_uri or default_tracking_uri())
-    (EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()).check_writable()
+    cache = (EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()).check_writable()
     check_reachable(tracking_uri)
     output = Path(options.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     lock = lock_output(output)
     try:
-        return _open(options, progress, suite, tasks, tracking_uri, output, lock), tasks
+        return _open(options, progress, suite, tasks, tracking_uri, output, lock, cache), tasks
     except BaseException:
         lock.release()
         raise
 
 
 def _open(options: RunOptions, progress, suite: SuiteSpec, tasks: list[TaskSpec], tracking_uri: str, output: Path,
-          lock) -> RunContext:
+          lock, cache: EmbeddingCache) -> RunContext:
     from benchmark.tuning import check_resources, init_ray
 
     state = _load_state(output, options)
     tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
-    cache = EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()
     init_ray(options.address)
     check_resources(options.cpus_per_trial, options.gpus_per_trial)
     return RunContext(options, suite, tracker, state, output, cache, progress, lock=lock)
@@ -401,14 +400,7 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         raise StopRequested(f"before tuning {', '.join(t.name for t in group)}")
     tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, space,
                        callbacks=[callback], resume=options.resume)
-    with ctx.stop.study():
-        try:
-            grid = tuner.fit()
-        finally:
-            callback.flush()  # trial runs still queued for MLflow
-    ctx.compute["trial_seconds"] += trial_seconds(grid)
-    study = study_outcome(grid, settings.num_samples, settings.time_budget_s, ctx.stop.requested)
-    report_outcome(ctx, study, settings.time_budget_s)
+    grid, study = fit_study(ctx, tuner, callback, settings.num_samples, settings.time_budget_s)
     finals: dict[str, FinalOutcome] = {}
     results = {}
     for task in group:

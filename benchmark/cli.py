@@ -186,12 +186,13 @@ def cmd_list(kind: str) -> int:
         load_registry()
     if "tasks" in show:
         print("tasks:")
+        width = max(map(len, TASKS.names()), default=0) + 2
         for name in TASKS.names():
             task = TASKS.get(name)
             leak = "  LEAKY" if task.leaky else ""
             p = task.protocol
             protocol = f"cv {p.folds}x{p.repeats}" if p.is_cv else "holdout"
-            print(f"  {name:<25}{task.split.name:<10}{task.retrieval:<9}{protocol:<10}{task.primary_key}{leak}")
+            print(f"  {name:<{width}}{task.split.name:<10}{task.retrieval:<9}{protocol:<10}{task.primary_key}{leak}")
     if "suites" in show:
         print("suites:")
         for name in SUITES.names():

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from benchmark.bundled import resource_dir
 from benchmark.config import TrialConfig
 from benchmark.errors import ConfigError, UnknownNameError
 
@@ -158,8 +159,7 @@ class SearchSpace(BaseModel):
 
 
 def spaces_dir() -> Path:
-    env = os.environ.get(SPACES_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "search_spaces"
+    return resource_dir("search_spaces", SPACES_ENV)
 
 
 def available_search_spaces() -> list[str]:

@@ -24,6 +24,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from benchmark.bundled import resource_dir
 from benchmark.errors import ConfigError
 from benchmark.names import HOLDOUT, REPEATED_CV
 from benchmark.registry import Registry
@@ -185,10 +186,10 @@ _loaded_from: list[Path] = []
 
 
 def tasks_dir() -> Path:
-    env = os.environ.get(TASKS_ENV)
-    folder = Path(env) if env else Path(__file__).resolve().parents[1] / "tasks"
+    folder = resource_dir("tasks", TASKS_ENV)
     if not folder.is_dir():
-        raise ConfigError(f"task folder {str(folder)!r} not found; set {TASKS_ENV} or install the repository editable")
+        raise ConfigError(f"task folder {str(folder)!r} not found; set {TASKS_ENV} to a folder of task YAML files "
+                          "or reinstall the package (it ships its tasks)")
     return folder
 
 

@@ -133,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     p_run.add_argument("--cache-dir", help="embedding cache")
     p_run.add_argument("--offline", action="store_true", help="never try the ChEMBL download")
-    p_run.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial before it counts as failed")
+    p_run.add_argument("--max-failures", type=int,
+                       help="retries of a failed trial (a lost node, a killed worker) before it counts as failed "
+                            "(default 2; a trial whose own code raised is not trained again)")
+    p_run.add_argument("--storage", help="Ray Tune's storage (default: OUTPUT/ray); on a cluster with nodes on other "
+                                         "hosts a folder mounted on every node, or a URI such as s3://bucket/path")
 
     p_rep = sub.add_parser("report", help="leaderboards and plots from the MLflow runs of `run`")
     p_rep.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory)")
@@ -276,6 +280,7 @@ def run_options(args):
     from benchmark.runner import RUN_FLAGS, RunOptions
 
     values = {name: getattr(args, flag.lstrip("-").replace("-", "_")) for name, flag in RUN_FLAGS.items()}
+    values = {name: value for name, value in values.items() if value is not None}  # unset: RunOptions' default
     try:
         return RunOptions(**values, allow_download=not args.offline)
     except ValidationError as exc:

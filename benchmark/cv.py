@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -28,7 +29,7 @@ from benchmark.config import TrialConfig, short_config
 from benchmark.data.cleaning import PairDataset
 from benchmark.folds import Fold, FoldPlan, plan_folds
 from benchmark.interrupts import StopRequested, fit_study
-from benchmark.names import (COMPARISON_ARTIFACT, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM,
+from benchmark.names import (COMPARISON_ARTIFACT, LOCATION_TAGS, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM,
                              TAG_FOLD, TAG_FOLDS_CHECKSUM, TAG_PRIMARY, TAG_PROTOCOL, TAG_REPEAT, TAG_RUN_UID,
                              TAG_STAGE, TAG_SYSTEM, TAG_TASK, TEST_PREFIX, metric_key)
 from benchmark.search_space import SearchSpace, load_search_space
@@ -159,10 +160,12 @@ def fixed_jobs(system: System, group: list[TaskSpec], folds: FoldPlan) -> list[F
 def _fit_task(config: dict, data: TrialData, split, threads: int) -> FitScore:
     import torch
 
+    from benchmark.cluster import where_am_i
     from benchmark.tuning import trial_device
 
     torch.set_num_threads(max(1, threads))
-    return fit_and_score(TrialConfig.model_validate(config), data, split, side="test", device=trial_device())
+    score = fit_and_score(TrialConfig.model_validate(config), data, split, side="test", device=trial_device())
+    return dataclasses.replace(score, where=where_am_i())
 
 
 def run_fits(ctx, jobs: list[FitJob], final: dict, on_done: Callable[[FitJob, FitScore | None, str | None], None]) -> None:
@@ -316,7 +319,8 @@ class FoldLogger:
                 "selected_by": job.selected_by.get(task_name)}
             tags = {TAG_RUN_UID: self.uid, TAG_TASK: task_name, TAG_SYSTEM: job.system, TAG_STAGE: STAGE_FIT,
                     TAG_FOLD: job.fold.name, TAG_REPEAT: job.fold.repeat, "fold_checksum": job.fold.checksum,
-                    "status": "failed" if error else "finished", **({"error": error} if error else {})}
+                    "status": "failed" if error else "finished", **({"error": error} if error else {}),
+                    **({LOCATION_TAGS[k]: v for k, v in score.where.items()} if score is not None else {})}
             run = self.tracker.start_run(f"{job.system}-{job.fold.name}", tags, parent_id=self.system_run(task, system))
             metrics = {}
             if score is not None:

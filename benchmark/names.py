@@ -24,6 +24,12 @@ TAG_FOLDS_CHECKSUM = "folds_checksum"
 TAG_ENCODERS = "encoders"
 TAG_CHOSEN_CONFIG = "chosen_config"
 TAG_FINAL_SEEDS = "final_seeds"
+TAG_NODE_ID = "ray.node_id"      # the Ray node a trial or fit ran on
+TAG_HOST = "ray.host"            # that node's host name
+TAG_NODE_IP = "ray.node_ip"
+TAG_ATTEMPTS = "attempts"        # 2 or more: retried after a lost node or a killed worker
+#: keys of cluster.where_am_i() -> their MLflow tags
+LOCATION_TAGS = {"node_id": TAG_NODE_ID, "host": TAG_HOST, "node_ip": TAG_NODE_IP}
 
 # --- values of TAG_STAGE -----------------------------------------------------------------
 STAGE_TASK = "task"        # one parent run per task

@@ -190,7 +190,8 @@ def section_tune(report: Report, setup, *, n_trials: int, epochs: int, eval_ever
 
     from benchmark.search_space import SearchSpace
     from benchmark.tracking import Tracker
-    from benchmark.tuning import StudySettings, TrialCallback, TrialPayload, init_ray, make_tuner, tuning_trial
+    from benchmark.cluster import init_ray
+    from benchmark.tuning import StudySettings, TrialCallback, TrialPayload, make_tuner, tuning_trial
 
     _, split, data = setup
     space = SearchSpace.model_validate({"name": "perf", "base": {"optim": {"epochs": epochs}},
@@ -221,7 +222,7 @@ def section_tune(report: Report, setup, *, n_trials: int, epochs: int, eval_ever
             parent = tracker.start_run("perf-task", {"stage": "task"})
             callback = TrialCallback(tracker, {"perf": parent}, {"perf": "text_to_molecule/recall@1"}, "perf", space,
                                      progress=None)
-            settings = StudySettings(name="perf-tune", storage_path=Path(tmp) / "ray", num_samples=n_trials,
+            settings = StudySettings(name="perf-tune", storage_path=str(Path(tmp) / "ray"), num_samples=n_trials,
                                      cpus_per_trial=cpus_per_trial, max_reports=-(-epochs // eval_every))
             tuner = make_tuner(tune.with_parameters(_timed_trainable, payload=payload(threads)), settings, space,
                                callbacks=[callback])

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from benchmark.cache import EmbeddingCache, atomic_write_bytes
+from benchmark.cluster import is_uri
 from benchmark.config import TrialConfig, flatten, short_config
 from benchmark.data.loaders import load_dataset
 from benchmark.errors import BenchmarkError, ConfigError
@@ -73,7 +74,8 @@ class RunOptions(BaseModel):
     seed: int = 0
     cache_dir: str | None = None
     allow_download: bool = True
-    max_failures: int = Field(0, ge=0)
+    max_failures: int = Field(2, ge=0)
+    storage: str | None = None  # Ray Tune's storage; None: OUTPUT/ray
 
 
 #: run options and the flags that set them (messages naming the flag, the --resume command)
@@ -81,7 +83,7 @@ RUN_FLAGS = {"suite": "--suite", "data": "--data", "tracking_uri": "--tracking-u
              "resume": "--resume", "address": "--address", "cpus_per_trial": "--cpus-per-trial",
              "gpus_per_trial": "--gpus-per-trial", "num_samples": "--num-samples", "time_budget_s": "--time-budget",
              "max_concurrent": "--max-concurrent", "search_space": "--search-space", "asha": "--asha", "seed": "--seed",
-             "cache_dir": "--cache-dir", "max_failures": "--max-failures"}
+             "cache_dir": "--cache-dir", "max_failures": "--max-failures", "storage": "--storage"}
 
 
 def resume_command(options: RunOptions) -> str:
@@ -325,14 +327,22 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
 
 def _open(options: RunOptions, progress, suite: SuiteSpec, tasks: list[TaskSpec], tracking_uri: str, output: Path,
           lock, cache: EmbeddingCache) -> RunContext:
-    from benchmark.tuning import check_resources, init_ray
+    from benchmark.cluster import check_resources, check_storage_shared, init_ray
 
     state = _load_state(output, options)
     tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     init_ray(options.address)
     check_resources(options.cpus_per_trial, options.gpus_per_trial)
+    check_storage_shared(tune_storage(options, output), flag="--storage" if options.storage else "--output or --storage")
     return RunContext(options, suite, tracker, state, output, cache, progress, lock=lock)
+
+
+def tune_storage(options: RunOptions, output: Path) -> str:
+    """Where Ray Tune keeps experiment state: --storage (a shared folder or a URI), else OUTPUT/ray."""
+    if options.storage:
+        return options.storage if is_uri(options.storage) else str(Path(options.storage).resolve())
+    return str(output / "ray")
 
 
 def _plan(tasks: list[TaskSpec]) -> dict[str, list[TaskSpec]]:
@@ -349,7 +359,7 @@ def _study_settings(ctx: RunContext, name: str, space, num_samples: int, asha: b
     options, suite = ctx.options, ctx.suite
     max_epochs = max(space.trial_config({}).optim.epochs, 1)
     return StudySettings(
-        name=name, storage_path=ctx.output / "ray", num_samples=num_samples,
+        name=name, storage_path=tune_storage(options, ctx.output), num_samples=num_samples,
         time_budget_s=options.time_budget_s or suite.time_budget_s,
         max_concurrent=options.max_concurrent or suite.max_concurrent, cpus_per_trial=options.cpus_per_trial,
         gpus_per_trial=options.gpus_per_trial, asha=asha, max_reports=-(-max_epochs // suite.eval_every),
@@ -532,7 +542,7 @@ def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> 
 
 
 def _write_results(ctx: RunContext, results: dict, started: float) -> None:
-    from benchmark.tuning import fitting_trials
+    from benchmark.cluster import fitting_trials
 
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["compute"] = {**{k: round(v, 1) for k, v in ctx.compute.items()},

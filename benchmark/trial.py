@@ -193,6 +193,7 @@ class FitScore:
     train_seconds: float
     eval_seconds: float
     final_loss: float | None
+    where: dict[str, str] = field(default_factory=dict)  # cluster.where_am_i() of the process that fitted it
 
 
 def fit_and_score(config: TrialConfig, data: TrialData, split: Split, *, side: str = "test",

@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,11 +29,12 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from benchmark.cluster import fitting_trials, where_am_i
 from benchmark.config import TrialConfig, flatten
 from benchmark.errors import BenchmarkError
 from benchmark.search_space import SearchSpace
 from benchmark.splits import Split
-from benchmark.names import (STAGE_TRIAL, TAG_ENCODERS, TAG_FOLD, TAG_PRIMARY, TAG_REPEAT, TAG_RUN_UID, TAG_STAGE,
+from benchmark.names import (LOCATION_TAGS, STAGE_TRIAL, TAG_ATTEMPTS, TAG_ENCODERS, TAG_FOLD, TAG_PRIMARY, TAG_REPEAT, TAG_RUN_UID, TAG_STAGE,
                              TAG_STATUS, TAG_SYSTEM, TAG_TASK, TAG_TRIAL_ID, metric_key,
                              parse_fold_name)
 from benchmark.tracking import Tracker
@@ -49,53 +49,6 @@ FOLD_KEY = "fold"
 def split_fold(config: dict) -> tuple[str | None, dict]:
     """(fold name or None, the sampled configuration without it)."""
     return config.get(FOLD_KEY), {k: v for k, v in config.items() if k != FOLD_KEY}
-
-
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None) -> None:
-    """Local Ray sized to the machine (quiet), or join a cluster with `address` / RAY_ADDRESS."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # save experiment state often, so that a killed run repeats as little as possible on --resume
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    address = address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                                  configure_logging=True)
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
-    except Exception as exc:
-        raise BenchmarkError(f"cannot start or join Ray ({'address ' + address if address else 'local'}): {exc}") from exc
-
-
-def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Refuse, before anything launches, a trial size that no node of the cluster can hold."""
-    import ray
-
-    total = ray.cluster_resources()
-    for name, wanted in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
-        if wanted and total.get(name, 0) < wanted:
-            raise BenchmarkError(
-                f"each trial asks for {wanted} {name} but the Ray cluster has {total.get(name, 0):g}; "
-                f"lower --{name.lower()}s-per-trial or add nodes with {name}s"
-            )
-
-
-def fitting_trials(cpus_per_trial: float, gpus_per_trial: float) -> int:
-    """How many trials of this size the cluster holds at once."""
-    import ray
-
-    total = ray.cluster_resources()
-    fits = [int(total.get("CPU", 1) // cpus_per_trial)] if cpus_per_trial else []
-    if gpus_per_trial:
-        fits.append(int(round(total.get("GPU", 0) / gpus_per_trial, 6)))
-    return max(1, min(fits) if fits else 1)
 
 
 def trial_device() -> str:
@@ -170,11 +123,32 @@ def objective_of(values: dict[str, float], keys: list[str]) -> float:
     return float(np.mean(present)) if present else values.get("text_to_molecule/mrr", 0.0)
 
 
-def bridge_trainable(config: dict, payload: TrialPayload) -> None:
-    """One Tune trial: train, validate every `eval_every` epochs, report (validation only)."""
-    from ray import tune
+#: internal-KV namespace where a trial notes that its own code raised
+RAISED_NAMESPACE = "benchmark-trial-raised"
 
-    tuning_trial(config, payload, tune.report)
+
+def bridge_trainable(config: dict, payload: TrialPayload) -> None:
+    """One Tune trial: train, validate every `eval_every` epochs, report (validation only), saying where it ran.
+
+    Tune retries failed trials (`max_failures`, default 2) so that a lost node or a killed worker costs a
+    restart, not the trial. A trial whose own code raised notes it in the cluster's KV store first, and its
+    retries fail at once with that error instead of training again.
+    """
+    import ray
+    from ray import tune
+    from ray.experimental import internal_kv
+
+    key = f"{ray.get_runtime_context().get_job_id()}/{tune.get_context().get_trial_id()}"
+    earlier = internal_kv._internal_kv_get(key, namespace=RAISED_NAMESPACE)
+    if earlier:
+        raise RuntimeError(f"not trained again: this trial's own code raised on an earlier attempt "
+                           f"({earlier.decode()}); retries are for lost nodes and killed workers")
+    where = where_am_i()
+    try:
+        tuning_trial(config, payload, lambda metrics: tune.report({**metrics, **where}))
+    except Exception as exc:
+        internal_kv._internal_kv_put(key, f"{type(exc).__name__}: {exc}"[:500], namespace=RAISED_NAMESPACE)
+        raise
 
 
 def tuning_trial(config: dict, payload: TrialPayload, report: Callable[[dict], None]) -> None:
@@ -207,6 +181,8 @@ class _TrialSnapshot:
     trial_id: str
     config: dict
     error_file: str
+    where: dict
+    attempts: int = 1
 
 
 class BackgroundWriter:
@@ -251,6 +227,8 @@ class TrialCallback(Callback):
         self.space, self.progress, self.system = space, progress, system
         self.results: dict[str, list[dict]] = {}
         self.best: dict[str, float] = {}
+        self.where: dict[str, dict] = {}  # trial id -> node id, host, node IP of its last report
+        self.attempts: dict[str, int] = {}
         self._writer: BackgroundWriter | None = None
 
     def __getstate__(self):
@@ -278,6 +256,16 @@ class TrialCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         keep = {k: v for k, v in result.items() if k in ("epoch", "loss", "loss_history", OBJECTIVE) or k.startswith("val/")}
         self.results.setdefault(trial.trial_id, []).append(keep)
+        self.where[trial.trial_id] = {k: result[k] for k in LOCATION_TAGS if k in result}
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed attempt that Tune retries (a lost node, a killed worker): its reports are dropped, so
+        the trial is logged once, with the attempt that finished."""
+        self.results.pop(trial.trial_id, None)
+        self.attempts[trial.trial_id] = self.attempts.get(trial.trial_id, 1) + 1
+        if self.progress:
+            self.progress(f"  trial {trial.trial_id} failed on {self.where.get(trial.trial_id, {}).get('host', '?')}; "
+                          f"retrying (attempt {self.attempts[trial.trial_id]})")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         from benchmark.interrupts import COMPLETED_TRIALS
@@ -299,7 +287,8 @@ class TrialCallback(Callback):
         if self.tracker is not None:  # MLflow writes happen on a driver thread, off Tune's event loop
             if self._writer is None:
                 self._writer = BackgroundWriter()
-            snapshot = _TrialSnapshot(trial.trial_id, dict(trial.config), str(getattr(trial, "error_file", "") or ""))
+            snapshot = _TrialSnapshot(trial.trial_id, dict(trial.config), str(getattr(trial, "error_file", "") or ""),
+                                      dict(self.where.get(trial.trial_id, {})), self.attempts.get(trial.trial_id, 1))
             self._writer.submit(self._log, snapshot, list(history), failed)
         if self.progress:
             counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
@@ -336,7 +325,8 @@ class TrialCallback(Callback):
             run_id = self.tracker.start_run(f"trial-{trial.trial_id}" + (f"-{fold}" if fold else ""), {
                 TAG_RUN_UID: self.run_uid, TAG_TASK: task, TAG_TRIAL_ID: trial.trial_id, TAG_STAGE: STAGE_TRIAL,
                 TAG_STATUS: "failed" if failed else "finished", TAG_PRIMARY: self.task_keys[task], TAG_ENCODERS: encoders,
-                **where, **({"error": trial.error_file or "trial raised"} if failed else {}),
+                **where, **{LOCATION_TAGS[k]: v for k, v in trial.where.items()}, TAG_ATTEMPTS: trial.attempts,
+                **({"error": trial.error_file or "trial raised"} if failed else {}),
             }, parent_id=parent)
             self.tracker.log(run_id, params={**params, **terms}, steps=steps)
             self.tracker.end(run_id, "FAILED" if failed else "FINISHED")
@@ -345,7 +335,7 @@ class TrialCallback(Callback):
 @dataclass
 class StudySettings:
     name: str
-    storage_path: Path
+    storage_path: str  # a folder, or a URI Ray Tune understands (s3://...)
     num_samples: int
     time_budget_s: float | None = None
     max_concurrent: int | None = None
@@ -355,7 +345,7 @@ class StudySettings:
     max_reports: int = 10
     seed: int = 0
     optuna_storage: str | None = None
-    max_failures: int = 0
+    max_failures: int = 2
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -507,10 +497,10 @@ def make_tuner(trainable: Callable, settings: StudySettings, space: SearchSpace,
     # With a searcher, Tune keeps one trial pending unless a cap is given: default to what fits
     max_concurrent = settings.max_concurrent or fitting_trials(settings.cpus_per_trial, settings.gpus_per_trial)
     wrapped = tune.with_resources(trainable, resources)
-    path = settings.storage_path / settings.name
-    if resume and tune.Tuner.can_restore(str(path)):
+    path = f"{str(settings.storage_path).rstrip('/')}/{settings.name}"
+    if resume and tune.Tuner.can_restore(path):
         log.info("resuming %s", path)
-        return tune.Tuner.restore(str(path), trainable=wrapped, resume_unfinished=True, resume_errored=False,
+        return tune.Tuner.restore(path, trainable=wrapped, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
     storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
 

@@ -13,6 +13,8 @@ import sys
 import time
 import urllib.request
 
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -87,6 +89,13 @@ def test_a_crashing_trial_is_recorded_and_the_study_goes_on(ray_local, tmp_path,
     runs = runs_of(uri, "benchmark-crashy")
     failed = [r for r in runs if r.data.tags.get("status") == "failed"]
     assert len(failed) == 2 * trials["failed"] and all(r.info.status == "FAILED" for r in failed)
+    # retried by default (max_failures 2) but not trained again: the retries fail at once with the first error
+    assert all(r.data.tags["attempts"] == "3" for r in failed)
+    error_text = Path(failed[0].data.tags["error"]).read_text()
+    assert error_text.count("Failure #") == 3 and "not trained again" in error_text
+    finished = [r for r in runs if r.data.tags.get("status") == "finished" and r.data.tags.get("stage") == "trial"]
+    assert finished and all(r.data.tags["attempts"] == "1" and r.data.tags["ray.node_id"] and r.data.tags["ray.host"]
+                            for r in finished)
     assert "final" in results["tasks"]["crashy-global"]
 
 

@@ -144,7 +144,7 @@ def check_storage_shared(storage: str, *, flag: str = "--storage") -> None:
     marker = f".visible-{uuid.uuid4().hex}"
     (folder / marker).write_text(socket.gethostname())
     try:
-        probe = ray.remote(_sees).options(num_cpus=0, max_retries=0)
+        probe = ray.remote(num_cpus=0, max_retries=0)(_sees)
         refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(str(folder), marker) for n in nodes}
         blind = []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data.cleaning import PairDataset
-from benchmark.data.loaders import DATA_ENV, load_dataset, snapshot_folder
+from benchmark.data.loaders import DATA_ENV, SNAPSHOT_ENV, load_dataset, snapshot_folder
 from benchmark.errors import DataError, DownloadError
 from benchmark.registry import Registry
 
@@ -58,8 +58,9 @@ DATASETS.register("clinical", DatasetEntry(
 def _snapshot_folder() -> Path:
     folder = snapshot_folder()
     if folder is None:
-        raise DataError("no ChEMBL snapshot found (shared/data/chembl beside the repository) and no download cached: "
-                        "run `python -m benchmark download-chembl` where the ChEMBL web services answer")
+        raise DataError(f"no ChEMBL snapshot found (${SNAPSHOT_ENV}, or shared/data/chembl beside the working directory) "
+                        "and no download cached: set it to the snapshot's folder, or run "
+                        "`python -m benchmark download-chembl` where the ChEMBL web services answer")
     return folder
 
 

@@ -18,6 +18,8 @@ import pandas as pd
 from benchmark.errors import DataError
 
 DATA_ENV = "BENCHMARK_DATA"
+#: a folder holding the ChEMBL snapshot files (an installed suite, a `ray job submit` working dir)
+SNAPSHOT_ENV = "BENCHMARK_SNAPSHOT_DIR"
 SNAPSHOT_RELATIVE = Path("shared/data/chembl/approved_drug_mechanisms.csv")
 
 CANONICAL_COLUMNS = ("molecule_id", "smiles", "mechanism", "target_id", "target_name", "action_type", "drug_name",
@@ -133,7 +135,9 @@ def to_canonical(frame: pd.DataFrame, columns: ColumnMap, *, source: str) -> pd.
 
 
 def snapshot_folder() -> Path | None:
-    """shared/data/chembl beside (or above) the working directory or the package, if there is one."""
+    """$BENCHMARK_SNAPSHOT_DIR, else shared/data/chembl beside (or above) the working directory or the package."""
+    if os.environ.get(SNAPSHOT_ENV):
+        return Path(os.environ[SNAPSHOT_ENV])
     for start in (Path.cwd(), Path(__file__).resolve().parent):
         for folder in (start, *start.parents):
             for base in (folder, folder.parent):

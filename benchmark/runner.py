@@ -36,7 +36,7 @@ from benchmark.finals import FinalOutcome, per_query_frame, run_finals
 from benchmark.interrupts import Interrupted, StopRequested, StopSignal, fit_study
 from benchmark.search_space import load_search_space
 from benchmark.splits import make_split
-from benchmark.names import (HOLDOUT, STAGE_FINAL, STAGE_TASK, TAG_CHOSEN_CONFIG, TAG_ENCODERS, TAG_FINAL_SEEDS,
+from benchmark.names import (HOLDOUT, STAGE_FINAL, STAGE_FIT, STAGE_TASK, STAGE_TRIAL, TAG_CHOSEN_CONFIG, TAG_ENCODERS, TAG_FINAL_SEEDS,
                              TAG_LEAKY, TAG_PRIMARY, TAG_PROTOCOL, TAG_RUN_UID, TAG_SPLIT_CHECKSUM, TAG_STAGE, TAG_TASK,
                              TAG_TEXT_FIELD)
 from benchmark.tasks import SuiteSpec, TaskSpec, get_suite, get_system, get_task
@@ -332,6 +332,12 @@ def _open(options: RunOptions, progress, suite: SuiteSpec, tasks: list[TaskSpec]
     state = _load_state(output, options)
     tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
+    if options.resume:  # a driver killed outright (SIGKILL, a lost head) leaves its last writes RUNNING
+        cut = sum(tracker.delete_open_runs(**{TAG_RUN_UID: state["run_uid"], TAG_STAGE: stage})
+                  for stage in (STAGE_TRIAL, STAGE_FINAL, STAGE_FIT))
+        if cut:
+            progress(f"resume: {cut} MLflow run(s) cut off when the previous driver was killed are deleted "
+                     "and logged again whole")
     init_ray(options.address)
     check_resources(options.cpus_per_trial, options.gpus_per_trial)
     check_storage_shared(tune_storage(options, output), flag="--storage" if options.storage else "--output or --storage")

@@ -197,6 +197,14 @@ class Tracker:
                                                              max_results=5000))
         return [r.info.run_id for r in runs]
 
+    def delete_open_runs(self, **tags: str) -> int:
+        """Delete the runs with these tags still RUNNING: writes cut off when their process was killed (they
+        are logged again whole, never twice). Returns how many."""
+        ids = self.open_runs(**tags)
+        for run_id in ids:
+            _retry_locked(lambda r=run_id: self.client.delete_run(r))
+        return len(ids)
+
     def start_run(self, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
         tags = {k: str(v) for k, v in tags.items() if v is not None}
         if parent_id:

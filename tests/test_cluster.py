@@ -1,0 +1,326 @@
+"""The suite on a real multi-node Ray cluster on this machine (`pytest -m cluster`).
+
+A head and worker nodes are separate raylets started with `ray start`, as the README tells users, with
+token authentication on and each node in its own temp folder (as on separate hosts). The suite runs as
+users run it: `python -m benchmark run --address ...` and `ray job submit --working-dir`. Nodes are
+lost by SIGKILL of their raylet's process tree; a node "on another host" is one whose mount namespace
+hides the driver's folders (`unshare`), which is what a local path means to another host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from suite_helpers import TINY_SPACE, write_suite
+
+pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[1]
+RAY = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_tree(pid: int) -> None:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    deadline = time.time() + 10
+    for proc in procs:  # gone, or a zombie nobody reaps (daemonized by `ray start`, reparented to PID 1)
+        while time.time() < deadline:
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
+
+
+class RayCluster:
+    """`ray start --head` plus workers added and killed one by one; every process found by its temp folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.token = secrets.token_hex(32)
+        # every node and every client: token mode and the cluster's token (README, 'Running on a Ray cluster')
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
+                    # a lost node is noticed in about 3 s, not 30
+                    "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
+                    "RAY_health_check_timeout_ms": "1000", "RAY_USAGE_STATS_ENABLED": "0"}
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+        self.temp_dirs: list[str] = []
+        self.workers: dict[str, str] = {}  # node id -> temp folder
+
+    def _temp(self, prefix: str) -> str:
+        path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
+        self.temp_dirs.append(path)
+        return path
+
+    def start_head(self) -> None:
+        done = subprocess.run([RAY, "start", "--head", f"--port={self.port}", "--num-cpus=1", "--include-dashboard=true",
+                               f"--dashboard-port={self.dashboard_port}", f"--temp-dir={self._temp('rh')}"],
+                              env=self.env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def add_worker(self, *, hide: Path | None = None) -> str:
+        """A worker node (1 CPU) in its own temp folder; with `hide`, that folder is empty to it (another host)."""
+        temp = self._temp("rw")
+        command = [RAY, "start", f"--address={self.address}", "--num-cpus=1", f"--temp-dir={temp}"]
+        if hide is not None:  # a private mount namespace with an empty tmpfs over `hide`
+            inner = " ".join(command)
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       f"mount -t tmpfs none {hide} && exec {inner}"]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        node_id = self.node_of(temp)
+        self.workers[node_id] = temp
+        self.wait_alive(node_id)
+        return node_id
+
+    def raylet(self, temp: str):
+        import psutil
+
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = proc.info["cmdline"] or []
+            if cmd and cmd[0].endswith("raylet") and f"--temp_dir={temp}" in cmd:
+                return proc
+        return None
+
+    def node_of(self, temp: str) -> str:
+        proc = self.raylet(temp)
+        assert proc is not None, f"no raylet in {temp}"
+        return next(a.split("=", 1)[1] for a in proc.info["cmdline"] if a.startswith("--node_id="))
+
+    def nodes(self) -> list[dict]:
+        done = subprocess.run([RAY, "list", "nodes", f"--address={self.dashboard}", "--format=json"], env=self.env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    def head_node(self) -> str:
+        return next(n["node_id"] for n in self.nodes() if n["is_head_node"])
+
+    def wait_alive(self, node_id: str, alive: bool = True, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if any(n["node_id"] == node_id and (n["state"] == "ALIVE") == alive for n in self.nodes()):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"node {node_id} never became {'alive' if alive else 'dead'}")
+
+    def alive_actors_on(self, node_id: str) -> int:
+        done = subprocess.run([RAY, "list", "actors", f"--address={self.dashboard}", "--filter", "state=ALIVE",
+                               "--format=json", "--limit=1000"], env=self.env, capture_output=True, text=True, timeout=60)
+        actors = json.loads(done.stdout) if done.stdout.lstrip().startswith("[") else []  # or "No resource ..."
+        return sum(a.get("node_id") == node_id and "ImplicitFunc" in (a.get("class_name") or "") for a in actors)
+
+    def kill_worker(self, node_id: str) -> None:
+        """A node lost: SIGKILL to its raylet and everything under it, no goodbye to the head."""
+        proc = self.raylet(self.workers.pop(node_id))
+        if proc is not None:
+            kill_tree(proc.pid)
+
+    def stop(self) -> None:
+        import psutil
+
+        for temp in list(self.workers.values()) + self.temp_dirs:
+            proc = self.raylet(temp)
+            if proc is not None:
+                kill_tree(proc.pid)
+        for proc in psutil.process_iter(["cmdline"]):  # head services (GCS, dashboard, monitor)
+            if any(t in " ".join(proc.info["cmdline"] or []) for t in self.temp_dirs):
+                kill_tree(proc.pid)
+        for temp in self.temp_dirs:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    pytest.importorskip("aiohttp_cors", reason="the [cluster] extra (ray[default]) runs the dashboard")
+    ray_cluster = RayCluster(tmp_path_factory.mktemp("cluster"))
+    ray_cluster.start_head()
+    yield ray_cluster
+    ray_cluster.stop()
+
+
+@pytest.fixture
+def worker(cluster):
+    """A worker node for one test (killed after it, if the test did not)."""
+    node_id = cluster.add_worker()
+    yield node_id
+    if node_id in cluster.workers:
+        cluster.kill_worker(node_id)
+
+
+def slow_suite(tmp_path: Path, tiny_csv: Path, cluster: RayCluster, *, name: str, epochs: int = 600,
+               samples: int = 4) -> dict:
+    """A tiny holdout suite with trials of a few seconds, run against the cluster."""
+    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=samples, name=name, prefix=name)
+    args = [sys.executable, "-m", "benchmark", "run", "--suite", name, "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}", "--output", str(tmp_path / "out"), "--address", cluster.address,
+            "--offline"]
+    return {"args": args, "env": {**cluster.env, "BENCHMARK_TASKS_DIR": str(folder)}, "out": tmp_path / "out",
+            "db": tmp_path / "mlflow.db", "log": tmp_path / "run.log", "name": name}
+
+
+def start(suite: dict, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(suite["args"] + list(extra), env=suite["env"], stdout=open(suite["log"], "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+
+
+def wait_for(suite: dict, proc: subprocess.Popen, text: str, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if text in suite["log"].read_text():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"never saw {text!r}:\n" + suite["log"].read_text()[-3000:])
+
+
+def trial_runs(db: Path) -> list[dict]:
+    """Every trial run: its task, trial id, node, attempts and MLflow status."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select r.run_uuid, r.status, t.key, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
+                           "where r.lifecycle_stage = 'active' "
+                           "and r.run_uuid in (select run_uuid from tags where key = 'stage' and value = 'trial')")
+        runs: dict[str, dict] = {}
+        for run_id, status, key, value in rows:
+            runs.setdefault(run_id, {"mlflow_status": status})[key] = value
+    return list(runs.values())
+
+
+def stages(db: Path) -> dict:
+    with sqlite3.connect(db) as con:
+        return dict(con.execute("select t.value, count(*) from tags t join runs r on r.run_uuid = t.run_uuid "
+                                "where t.key = 'stage' and r.lifecycle_stage = 'active' group by t.value").fetchall())
+
+
+def assert_each_trial_once(db: Path, tasks: int, trials: int) -> list[dict]:
+    runs = trial_runs(db)
+    keys = [(r["task"], r["trial_id"]) for r in runs]
+    assert len(keys) == len(set(keys)) == tasks * trials, sorted(keys)
+    assert all(r["mlflow_status"] == "FINISHED" and r["status"] == "finished" for r in runs)
+    return runs
+
+
+def test_a_small_suite_runs_on_both_nodes_and_resumes_after_the_driver_is_killed(cluster, worker, tmp_path, tiny_csv):
+    suite = slow_suite(tmp_path, tiny_csv, cluster, name="clusterresume")
+    proc = start(suite)
+    wait_for(suite, proc, "trials: 1 done")
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver dies: no handler, no state written on the way out
+    proc.wait(timeout=60)
+    done = subprocess.run(suite["args"] + ["--resume"], env=suite["env"], capture_output=True, text=True, timeout=600,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = assert_each_trial_once(suite["db"], tasks=2, trials=4)
+    assert stages(suite["db"]) == {"task": 2, "trial": 8, "final": 4}
+    # trials ran on both nodes, and each says where (node id and host in its MLflow tags)
+    assert {r["ray.node_id"] for r in runs} == {cluster.head_node(), worker}
+    assert all(r["ray.host"] == socket.gethostname() and r["ray.node_ip"] for r in runs)
+
+
+def test_a_lost_worker_node_costs_a_retry_not_the_trial(cluster, worker, tmp_path, tiny_csv):
+    suite = slow_suite(tmp_path, tiny_csv, cluster, name="clusterloss", epochs=900)
+    proc = start(suite)
+    deadline = time.time() + 180
+    while cluster.alive_actors_on(worker) == 0:  # a trial is training on the worker
+        assert time.time() < deadline and proc.poll() is None, suite["log"].read_text()[-3000:]
+        time.sleep(0.5)
+    cluster.kill_worker(worker)
+    assert proc.wait(timeout=600) == 0, suite["log"].read_text()[-3000:]
+    log = suite["log"].read_text()
+    assert "retrying (attempt 2)" in log
+    runs = assert_each_trial_once(suite["db"], tasks=2, trials=4)  # the retried trial is logged once
+    retried = [r for r in runs if r["attempts"] != "1"]
+    assert retried and all(r["ray.node_id"] == cluster.head_node() for r in retried)  # finished on the remaining node
+    results = json.loads((suite["out"] / "results.json").read_text())
+    assert results["tasks"]["clusterloss-global"]["trials"]["finished"] == 4
+
+
+def test_job_submit_runs_the_quick_suite_on_the_cluster(cluster, worker, tmp_path, snapshot_path):
+    """`ray job submit --working-dir` (the [cluster] extra's dashboard, token authentication) runs the quick suite."""
+    env_vars = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
+                                           "BENCHMARK_CACHE") if k in os.environ}
+    env_vars["BENCHMARK_SNAPSHOT_DIR"] = str(snapshot_path.parent)
+    db = tmp_path / "mlflow.db"
+    done = subprocess.run(
+        [RAY, "job", "submit", f"--address={cluster.dashboard}", "--working-dir", str(REPO),
+         "--runtime-env-json", json.dumps({"env_vars": env_vars}), "--",
+         "python", "-m", "benchmark", "run", "--suite", "quick", "--offline", "--output", str(tmp_path / "out"),
+         "--tracking-uri", f"sqlite:///{db}"],
+        env=cluster.env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, done.stdout[-4000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["tasks"]) == {"quick-scaffold-global", "quick-scaffold-grouped"}
+    assert stages(db)["task"] == 2 and stages(db)["fit"] > 0
+    runs = trial_runs(db)
+    assert runs and {r["ray.node_id"] for r in runs} == {cluster.head_node(), worker}
+
+
+def test_a_local_output_is_refused_when_a_node_cannot_see_it(cluster, tmp_path, tiny_csv):
+    hidden = tmp_path / "driver-only"
+    hidden.mkdir()
+    blind = cluster.add_worker(hide=hidden)  # this node's /tmp/.../driver-only is an empty tmpfs: another host's view
+    try:
+        suite = slow_suite(hidden, tiny_csv, cluster, name="clusterstorage", epochs=20, samples=2)
+        done = subprocess.run(suite["args"], env=suite["env"], capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert done.returncode != 0
+        message = done.stderr
+        assert "cannot see" in message and blind[:12] in message and "--storage" in message, message[-3000:]
+        assert "s3://" in message and "Nothing was launched" in message
+        assert "trials:" not in done.stdout and not (hidden / "out" / "ray").joinpath("clusterstorage").exists()
+        # the fix: Ray Tune's storage on a folder every node sees
+        shared = Path(tempfile.mkdtemp(prefix="shared", dir="/tmp"))
+        try:
+            done = subprocess.run(suite["args"] + ["--storage", str(shared)], env=suite["env"], capture_output=True,
+                                  text=True, timeout=600, cwd=REPO)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            assert (shared / "clusterstorage").exists() or any(shared.iterdir())
+        finally:
+            shutil.rmtree(shared, ignore_errors=True)
+    finally:
+        cluster.kill_worker(blind)
+
+
+def test_joining_without_the_token_names_authentication(cluster, tmp_path, tiny_csv):
+    suite = slow_suite(tmp_path, tiny_csv, cluster, name="clusterauth", epochs=5, samples=1)
+    for auth in ({"RAY_AUTH_MODE": "disabled"}, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}):
+        env = {k: v for k, v in suite["env"].items() if not k.startswith("RAY_AUTH")} | auth
+        started = time.time()
+        done = subprocess.run(suite["args"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "authentication failed" in done.stderr and "RAY_AUTH_MODE=token" in done.stderr, done.stderr[-2000:]
+        assert time.time() - started < 60  # named at once, not after Ray's minute of retries
+    # a worker node without the token cannot join either, and Ray says why
+    env = {k: v for k, v in cluster.env.items() if not k.startswith("RAY_AUTH")}
+    done = subprocess.run([RAY, "start", f"--address={cluster.address}", "--num-cpus=1",
+                           f"--temp-dir={cluster._temp('rx')}"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0 and "Authentication" in done.stdout + done.stderr

@@ -310,6 +310,8 @@ def cmd_run(args) -> int:
     print(format_summary(results))
     print(f"\nresults: {Path(args.output).resolve() / 'results.json'}; MLflow: {results['tracking_uri']} "
           f"(experiment {results['experiment']}); browse with: mlflow ui --backend-store-uri {results['tracking_uri']}")
+    for name, route in results.get("views", {}).items():
+        print(f"  saved view {name}: http://127.0.0.1:5000/{route}")
     return 0
 
 

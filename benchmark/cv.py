@@ -29,7 +29,7 @@ from benchmark.config import TrialConfig, short_config
 from benchmark.data.cleaning import PairDataset
 from benchmark.folds import Fold, FoldPlan, plan_folds
 from benchmark.interrupts import StopRequested, fit_study
-from benchmark.names import (COMPARISON_ARTIFACT, LOCATION_TAGS, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM,
+from benchmark.names import (TAG_NOTE, COMPARISON_ARTIFACT, LOCATION_TAGS, CV_PREFIX, REPEATED_CV, STAGE_FIT, STAGE_SYSTEM,
                              TAG_FOLD, TAG_FOLDS_CHECKSUM, TAG_PRIMARY, TAG_PROTOCOL, TAG_REPEAT, TAG_RUN_UID,
                              TAG_STAGE, TAG_SYSTEM, TAG_TASK, TEST_PREFIX, metric_key)
 from benchmark.search_space import SearchSpace, load_search_space
@@ -284,7 +284,7 @@ class FoldLogger:
             tags = {TAG_RUN_UID: self.uid, TAG_TASK: task.name, TAG_SYSTEM: system.name, TAG_STAGE: STAGE_SYSTEM}
             self.system_runs[key] = self.tracker.find_run(**tags) or self.tracker.start_run(
                 system.name, {**tags, TAG_PRIMARY: task.primary_key, "search_space": system.space.name,
-                              "tuned": system.tuned, "mlflow.note.content": system.spec.description},
+                              "tuned": system.tuned, TAG_NOTE: system.spec.description},
                 parent_id=self.parents[task.name])
         return self.system_runs[key]
 
@@ -321,7 +321,10 @@ class FoldLogger:
                     TAG_FOLD: job.fold.name, TAG_REPEAT: job.fold.repeat, "fold_checksum": job.fold.checksum,
                     "status": "failed" if error else "finished", **({"error": error} if error else {}),
                     **({LOCATION_TAGS[k]: v for k, v in score.where.items()} if score is not None else {})}
-            run = self.tracker.start_run(f"{job.system}-{job.fold.name}", tags, parent_id=self.system_run(task, system))
+            tags[TAG_NOTE] = (f"{job.system} fitted on the training side of outer fold {job.fold.name} (repeat "
+                              f"{job.fold.repeat}) and tested once on its test side"
+                              + (f"; failed: {error}" if error else "") + ".")
+            run = self.tracker.start_run(f"{job.system} fit {job.fold.name}", tags, parent_id=self.system_run(task, system))
             metrics = {}
             if score is not None:
                 for key in task_metrics(task):

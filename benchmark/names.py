@@ -24,6 +24,7 @@ TAG_FOLDS_CHECKSUM = "folds_checksum"
 TAG_ENCODERS = "encoders"
 TAG_CHOSEN_CONFIG = "chosen_config"
 TAG_FINAL_SEEDS = "final_seeds"
+TAG_NOTE = "mlflow.note.content"  # a run's (or experiment's) description in the MLflow UI
 TAG_NODE_ID = "ray.node_id"      # the Ray node a trial or fit ran on
 TAG_HOST = "ray.host"            # that node's host name
 TAG_NODE_IP = "ray.node_ip"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.comparison import Comparison, compare_systems
-from benchmark.names import (REPEATED_CV, STAGE_FIT, STAGE_TASK, TAG_FOLD, TAG_PRIMARY, TAG_PROTOCOL, TAG_REPEAT,
+from benchmark.names import (REPEATED_CV, TAG_NOTE, STAGE_FIT, STAGE_TASK, TAG_FOLD, TAG_PRIMARY, TAG_PROTOCOL, TAG_REPEAT,
                              TAG_RUN_UID, TAG_STAGE, TAG_SYSTEM, TAG_TASK, TEST_PREFIX)
 
 #: mean differences smaller than this are drawn as no difference in the heatmap (a setting of `report`)
@@ -78,7 +78,7 @@ def collect_cv(client, experiments: dict[str, str]) -> list[CVTask]:
         from benchmark.report import dataset_line
 
         out.append(CVTask(task, experiments[parent.info.experiment_id], parent.info.run_id, primary,
-                          tags.get("mlflow.note.content", ""), scores, comparison, dataset_line(parent)))
+                          tags.get(TAG_NOTE, ""), scores, comparison, dataset_line(parent)))
     return out
 
 

@@ -36,9 +36,10 @@ from benchmark.finals import FinalOutcome, per_query_frame, run_finals
 from benchmark.interrupts import Interrupted, StopRequested, StopSignal, fit_study
 from benchmark.search_space import load_search_space
 from benchmark.splits import make_split
-from benchmark.names import (HOLDOUT, STAGE_FINAL, STAGE_FIT, STAGE_TASK, STAGE_TRIAL, TAG_CHOSEN_CONFIG, TAG_ENCODERS, TAG_FINAL_SEEDS,
+from benchmark.names import (TAG_NOTE, HOLDOUT, STAGE_FINAL, STAGE_FIT, STAGE_TASK, STAGE_TRIAL, TAG_CHOSEN_CONFIG, TAG_ENCODERS, TAG_FINAL_SEEDS,
                              TAG_LEAKY, TAG_PRIMARY, TAG_PROTOCOL, TAG_RUN_UID, TAG_SPLIT_CHECKSUM, TAG_STAGE, TAG_TASK,
                              TAG_TEXT_FIELD)
+from benchmark.views import save_views
 from benchmark.tasks import SuiteSpec, TaskSpec, get_suite, get_system, get_task
 from benchmark.tracking import Tracker, check_reachable, check_tracking_uri, default_tracking_uri, flatten_metrics, git_commit, parquet_bytes
 from benchmark.trial import prepare_trial_data
@@ -135,7 +136,7 @@ def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec,
         "split": task.split.name, TAG_LEAKY: task.leaky, "retrieval": task.retrieval, TAG_PROTOCOL: HOLDOUT,
         TAG_PRIMARY: task.primary_key, "dataset_fingerprint": dataset.fingerprint,
         TAG_TEXT_FIELD: task.dataset.text_field, "dataset": dataset_name(task), "package_version": __version__, "git_commit": git_commit(),
-        "mlflow.note.content": task.description, **tags,
+        TAG_NOTE: task.description, **tags,
     })
     params = {f"task.{k}": v for k, v in flatten(task.model_dump()).items()}
     tracker.log(run_id, params=params)
@@ -175,8 +176,10 @@ def _log_finals(tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOut
         if tracker.find_run(**{TAG_RUN_UID: state["run_uid"], TAG_TASK: task.name, TAG_STAGE: STAGE_FINAL,
                                "seed": str(seed)}):
             continue
-        child = tracker.start_run(f"final-seed-{seed}", {
+        child = tracker.start_run(f"final seed {seed}", {
             TAG_RUN_UID: state["run_uid"], TAG_TASK: task.name, TAG_STAGE: STAGE_FINAL, "seed": seed,
+            TAG_NOTE: f"The configuration chosen on validation, retrained with seed {seed} and tested once on "
+                      f"{task.name}'s test split.",
             TAG_ENCODERS: f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}"}, parent_id=parent)
         tracker.log(child, params=outcome.config.model_copy(update={"seed": seed}).flat(),
                     metrics={**flatten_metrics(result.metrics, "test"), **flatten_metrics(result.baseline, "baseline.test")},
@@ -541,6 +544,8 @@ def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> 
         raise Interrupted(f"interrupted ({stop.where}); what finished is in MLflow and {ctx.output / 'results.json'}; "
                           f"resume with: {resume_command(options)}") from None
     results["already_finished"] = ctx.state.get("finished") is not None and options.resume
+    results["views"] = save_views(ctx.tracker, ctx.state["run_uid"], sorted({t.primary_key for t in tasks}),
+                                  cv=any(t.protocol.is_cv for t in tasks))
     ctx.state.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S"))
     ctx.save_state()
     _write_results(ctx, results, started)

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from benchmark.errors import BenchmarkError
-from benchmark.names import metric_key
+from benchmark.names import TAG_NOTE, metric_key
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Tracker:
         tags = dict(found.tags) if found is not None else {}
         wanted = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
         if self.description:
-            wanted["mlflow.note.content"] = self.description
+            wanted[TAG_NOTE] = self.description
         for key, value in wanted.items():
             if tags.get(key) != value:
                 _retry_locked(lambda k=key, v=value: self.client.set_experiment_tag(self._experiment_id, k, v))

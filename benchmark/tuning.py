@@ -34,7 +34,7 @@ from benchmark.config import TrialConfig, flatten
 from benchmark.errors import BenchmarkError
 from benchmark.search_space import SearchSpace
 from benchmark.splits import Split
-from benchmark.names import (LOCATION_TAGS, STAGE_TRIAL, TAG_ATTEMPTS, TAG_ENCODERS, TAG_FOLD, TAG_PRIMARY, TAG_REPEAT, TAG_RUN_UID, TAG_STAGE,
+from benchmark.names import (LOCATION_TAGS, STAGE_TRIAL, TAG_ATTEMPTS, TAG_ENCODERS, TAG_NOTE, TAG_FOLD, TAG_PRIMARY, TAG_REPEAT, TAG_RUN_UID, TAG_STAGE,
                              TAG_STATUS, TAG_SYSTEM, TAG_TASK, TAG_TRIAL_ID, metric_key,
                              parse_fold_name)
 from benchmark.tracking import Tracker
@@ -322,14 +322,28 @@ class TrialCallback(Callback):
         for task, parent in self.parents.items():
             if self.tracker.find_run(**{TAG_RUN_UID: self.run_uid, TAG_TASK: task, TAG_TRIAL_ID: trial.trial_id}):
                 continue  # logged before an interruption: never twice
-            run_id = self.tracker.start_run(f"trial-{trial.trial_id}" + (f"-{fold}" if fold else ""), {
+            run_id = self.tracker.start_run(_trial_name(trial.trial_id, self.system, fold), {
                 TAG_RUN_UID: self.run_uid, TAG_TASK: task, TAG_TRIAL_ID: trial.trial_id, TAG_STAGE: STAGE_TRIAL,
                 TAG_STATUS: "failed" if failed else "finished", TAG_PRIMARY: self.task_keys[task], TAG_ENCODERS: encoders,
                 **where, **{LOCATION_TAGS[k]: v for k, v in trial.where.items()}, TAG_ATTEMPTS: trial.attempts,
                 **({"error": trial.error_file or "trial raised"} if failed else {}),
+                TAG_NOTE: _trial_note(trial, self.system, fold, failed),
             }, parent_id=parent)
             self.tracker.log(run_id, params={**params, **terms}, steps=steps)
             self.tracker.end(run_id, "FAILED" if failed else "FINISHED")
+
+
+def _trial_name(trial_id: str, system: str | None, fold: str | None) -> str:
+    """'quick-tuned trial 1a2b3c4d r0f2' (repeated CV) or 'trial 1a2b3c4d' (holdout)."""
+    return " ".join(p for p in (system, f"trial {trial_id}", fold) if p)
+
+
+def _trial_note(trial: _TrialSnapshot, system: str | None, fold: str | None, failed: bool) -> str:
+    where = trial.where.get("host")
+    return (f"Tuning trial {trial.trial_id}{' of system ' + system if system else ''}"
+            f"{' in outer fold ' + fold + ' (trained on its inner training part)' if fold else ' (trained on the training side)'}"
+            f", scored on validation data only; {'failed' if failed else 'finished'}"
+            f"{' on ' + where if where else ''}{f' after {trial.attempts} attempts' if trial.attempts > 1 else ''}.")
 
 
 @dataclass

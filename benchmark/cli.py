@@ -293,9 +293,12 @@ def cmd_run(args) -> int:
     from benchmark.interrupts import INTERRUPTED_EXIT, Interrupted
     from benchmark.runner import format_summary, resume_command, run_suite
 
+    from benchmark.progress import make_progress
+
     options = run_options(args)
+    progress = make_progress()
     try:
-        results = run_suite(options)
+        results = run_suite(options, progress=progress)
     except Interrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return exc.exit_code
@@ -303,6 +306,8 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted again: stopped at once; the state saved last is intact; resume with: "
               f"{resume_command(options)}", file=sys.stderr)
         return INTERRUPTED_EXIT
+    finally:
+        progress.close()
     print()
     if results.get("already_finished"):
         print(f"run {results['run_uid']} in {Path(args.output).resolve()} had already finished: nothing was run or "

@@ -114,9 +114,10 @@ def tune_and_select(ctx, system: System, group: list[TaskSpec], folds: FoldPlan,
 
     payload = TrialPayload(system.space, tuning, None, [t.primary_key for t in group], ctx.suite.eval_every,
                            threads=int(max(1, ctx.options.cpus_per_trial)), folds={f.name: f.split for f in folds.folds})
-    callback = TrialCallback(ctx.tracker, parents, {t.name: t.primary_key for t in group}, ctx.state["run_uid"],
-                             system.space, ctx.progress, system=system.name)
     settings = settings_for(system)
+    callback = TrialCallback(ctx.tracker, parents, {t.name: t.primary_key for t in group}, ctx.state["run_uid"],
+                             system.space, ctx.progress, system=system.name, planned=settings.num_samples * len(folds.folds),
+                             label=f"{system.name}, {len(folds.folds)} folds")
     tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, system.space,
                        callbacks=[callback], resume=ctx.options.resume, folds=[f.name for f in folds.folds])
     grid, study = fit_study(ctx, tuner, callback, settings.num_samples * len(folds.folds), settings.time_budget_s)

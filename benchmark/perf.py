@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SECTIONS = ("trial", "graph", "tune", "cache", "encoding", "evaluation", "bootstrap", "scaling", "suite")
+SECTIONS = ("trial", "graph", "tune", "cache", "encoding", "evaluation", "bootstrap", "scaling", "suite", "cluster")
 
 
 def _machine() -> str:
@@ -576,10 +576,80 @@ def section_suite(report: Report, *, suite: str, data: str | None, minutes: floa
                   overhead <= 0.20)
 
 
+# -------------------------------------------------------------------------------------- cluster
+def _cluster_run(cluster, suite: str, data: str | None, tmp: Path, name: str, *, lose_worker: str | None = None) -> dict:
+    """`run --suite SUITE --address` as a user would (a subprocess), timed; trials per node from MLflow."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp / f"{name}.db"
+    args = [sys.executable, "-m", "benchmark", "run", "--suite", suite, "--address", cluster.address, "--offline",
+            "--output", str(tmp / name), "--tracking-uri", f"sqlite:///{db}"] + (["--data", data] if data else [])
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lost_at = None
+    if lose_worker:
+        while cluster.alive_actors_on(lose_worker) == 0 and proc.poll() is None:  # a trial trains on the worker
+            time.sleep(0.5)
+        cluster.kill_worker(lose_worker)
+        lost_at = time.perf_counter() - started
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"cluster run {name} failed:\n{out[-3000:]}")
+    with sqlite3.connect(db) as con:
+        per_node = con.execute(
+            "select s.value, n.value, count(distinct t.value) from tags s join tags n on n.run_uuid = s.run_uuid "
+            "join tags t on t.run_uuid = s.run_uuid join runs r on r.run_uuid = s.run_uuid "
+            "where s.key = 'stage' and s.value in ('trial', 'fit') and n.key = 'ray.node_id' and r.lifecycle_stage = 'active' "
+            "and t.key = (case s.value when 'trial' then 'trial_id' else 'mlflow.runName' end) group by s.value, n.value").fetchall()
+        retried = con.execute("select count(*) from tags where key = 'attempts' and value != '1'").fetchone()[0]
+    return {"wall": wall, "per_node": per_node, "retried": retried, "lost_at": lost_at}
+
+
+def section_cluster(report: Report, *, suite: str, data: str | None) -> None:
+    """The suite on a real multi-node cluster on this machine: 1 node vs 2 nodes (1 CPU each), and a lost node."""
+    from benchmark.local_cluster import RayCluster
+
+    cluster = RayCluster()
+    rows = []
+    try:
+        cluster.start_head()
+        head = cluster.head_node()
+        with tempfile.TemporaryDirectory() as tmp:
+            one = _cluster_run(cluster, suite, data, Path(tmp), "one-node")
+            worker = cluster.add_worker()
+            two = _cluster_run(cluster, suite, data, Path(tmp), "two-nodes")
+            spare = cluster.add_worker()  # the node that is lost; `worker` stays
+            cluster.kill_worker(worker)
+            lost = _cluster_run(cluster, suite, data, Path(tmp), "node-lost", lose_worker=spare)
+    finally:
+        cluster.stop()
+
+    def nodes(run: dict) -> str:
+        names = {head: "head"}
+        parts = [f"{stage}s {names.get(node, 'worker')} {n}" for stage, node, n in sorted(run["per_node"])]
+        return ", ".join(parts)
+
+    for label, run in (("1 node (head, 1 CPU)", one), ("2 nodes (head + worker, 1 CPU each)", two),
+                       ("2 nodes, the worker SIGKILLed mid-trial", lost)):
+        rows.append(f"| {label} | {run['wall']:.0f} | {nodes(run)} | {run['retried']} |"
+                    + (f" lost at {run['lost_at']:.0f} s |" if run["lost_at"] is not None else " |"))
+    report.add(f"## Ray cluster: `run --suite {suite} --address` on this machine", "",
+               f"Head and workers are separate raylets (`ray start`, token authentication, each node its own temp "
+               f"folder), 1 CPU each, on this {os.cpu_count()}-core machine; embedding cache warm. Trials and fits per "
+               "node from the runs' `ray.node_id` tags; a lost node is a SIGKILL to its raylet's process tree while a "
+               "trial trains on it (its trials are retried on the head).", "",
+               "| cluster | wall s | trials / fits per node | retried trials | |", "|---|---|---|---|---|", *rows, "",
+               f"Speed-up 1 -> 2 nodes: {one['wall'] / two['wall']:.2f}x; a lost node cost "
+               f"{lost['wall'] - two['wall']:+.0f} s over the 2-node run.", "")
+
+
 # ------------------------------------------------------------------------------------------ run
 def run_perf(*, data: str | None = None, repeats: int = 3, epochs: int = 100, out: str = "reports/perf.md",
              sections: tuple[str, ...] = SECTIONS, tune_trials: int = 16, max_pairs: int = 100_000,
-             compare_pairs: int = 10_000, device: str = "cpu", suite: str = "default") -> str:
+             compare_pairs: int = 10_000, device: str = "cpu", suite: str = "default", cluster_suite: str = "quick") -> str:
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         from benchmark.errors import UnknownNameError
@@ -616,6 +686,8 @@ def run_perf(*, data: str | None = None, repeats: int = 3, epochs: int = 100, ou
             section_scaling(report, sizes=sizes, epochs=epochs, device=dev, out_dir=out_path.parent)
     if "suite" in sections:
         section_suite(report, suite=suite, data=data, minutes=30)
+    if "cluster" in sections:
+        section_cluster(report, suite=cluster_suite, data=data)
     if not torch.cuda.is_available():
         report.add("## GPU", "", "No GPU on this machine: no GPU figures. On a machine with CUDA the same command "
                    "adds GPU rows (trial, 100k evaluation, scaling); Tune trials run on the GPU Ray assigns.", "")

@@ -414,7 +414,8 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
                            threads=int(max(1, options.cpus_per_trial)))
     settings = _study_settings(ctx, f"{suite.name}-{split.name}-{key}", space, options.num_samples or suite.num_samples,
                                asha=suite.asha if options.asha is None else options.asha)
-    callback = TrialCallback(tracker, parents, {t.name: t.primary_key for t in group}, state["run_uid"], space, progress)
+    callback = TrialCallback(tracker, parents, {t.name: t.primary_key for t in group}, state["run_uid"], space, progress,
+                             planned=settings.num_samples, label=f"{split.name} split: {', '.join(t.name for t in group)}")
     if ctx.stop.requested:
         raise StopRequested(f"before tuning {', '.join(t.name for t in group)}")
     tuner = make_tuner(tune.with_parameters(bridge_trainable, payload=payload), settings, space,

@@ -34,6 +34,7 @@ from benchmark.config import TrialConfig, flatten
 from benchmark.errors import BenchmarkError
 from benchmark.search_space import SearchSpace
 from benchmark.splits import Split
+from benchmark.progress import StudyBoard
 from benchmark.names import (LOCATION_TAGS, STAGE_TRIAL, TAG_ATTEMPTS, TAG_ENCODERS, TAG_NOTE, TAG_FOLD, TAG_PRIMARY, TAG_REPEAT, TAG_RUN_UID, TAG_STAGE,
                              TAG_STATUS, TAG_SYSTEM, TAG_TASK, TAG_TRIAL_ID, metric_key,
                              parse_fold_name)
@@ -222,9 +223,11 @@ class TrialCallback(Callback):
     """Driver-side: logs each finished or failed trial to MLflow (once per task) and prints progress."""
 
     def __init__(self, tracker: Tracker | None, parents: dict[str, str], task_keys: dict[str, str], run_uid: str,
-                 space: SearchSpace, progress: Callable[[str], None] | None = say, system: str | None = None):
+                 space: SearchSpace, progress: Callable[[str], None] | None = say, system: str | None = None,
+                 planned: int = 0, label: str | None = None):
         self.tracker, self.parents, self.task_keys, self.run_uid = tracker, parents, task_keys, run_uid
         self.space, self.progress, self.system = space, progress, system
+        self.board = StudyBoard(label or system or ", ".join(parents), planned, keys=dict(task_keys))
         self.results: dict[str, list[dict]] = {}
         self.best: dict[str, float] = {}
         self.where: dict[str, dict] = {}  # trial id -> node id, host, node IP of its last report
@@ -290,17 +293,28 @@ class TrialCallback(Callback):
             snapshot = _TrialSnapshot(trial.trial_id, dict(trial.config), str(getattr(trial, "error_file", "") or ""),
                                       dict(self.where.get(trial.trial_id, {})), self.attempts.get(trial.trial_id, 1))
             self._writer.submit(self._log, snapshot, list(history), failed)
-        if self.progress:
-            counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
-            for t in trials:
-                if t is trial:  # the callback runs before this trial's status flips
-                    status = "failed" if failed else "done"
-                else:
-                    status = {"TERMINATED": "done", "RUNNING": "running", "ERROR": "failed"}.get(t.status, "pending")
-                counts[status] += 1
-            best = ", ".join(f"{task} {self.task_keys[task]} {v:.3f}" for task, v in self.best.items())
-            self.progress(f"  trials: {counts['done']} done, {counts['running']} running, {counts['failed']} failed"
-                          f"{', ' + str(counts['pending']) + ' pending' if counts['pending'] else ''}; best val: {best or '-'}")
+        self._show(trials, trial, "failed" if failed else "done")
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._show(trials, trial, "running")
+
+    def _show(self, trials, trial, status: str) -> None:
+        """Counts over Tune's trials (this one's status given: the callback runs before it flips) to the progress."""
+        if not self.progress:
+            return
+        counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+        for t in trials:
+            state = status if t is trial else {"TERMINATED": "done", "RUNNING": "running", "ERROR": "failed"}.get(
+                t.status, "pending")
+            counts[state] += 1
+        board = self.board
+        board.done, board.running, board.failed = counts["done"], counts["running"], counts["failed"]
+        board.planned = max(board.planned, len(trials))
+        board.best = dict(self.best)
+        if hasattr(self.progress, "trials"):
+            self.progress.trials(board)
+        elif status != "running":  # plain lines: one per ended trial
+            self.progress(board.line())
 
     def _log(self, trial: _TrialSnapshot, history: list[dict], failed: bool) -> None:
         fold, sampled = split_fold(trial.config)

@@ -311,7 +311,7 @@ class TrialCallback(Callback):
         board.done, board.running, board.failed = counts["done"], counts["running"], counts["failed"]
         board.planned = max(board.planned, len(trials))
         board.best = dict(self.best)
-        if hasattr(self.progress, "trials"):
+        if getattr(self.progress, "live", None) is not None:  # a live table: every change
             self.progress.trials(board)
         elif status != "running":  # plain lines: one per ended trial
             self.progress(board.line())

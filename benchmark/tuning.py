@@ -34,10 +34,10 @@ from benchmark.config import TrialConfig, flatten
 from benchmark.errors import BenchmarkError
 from benchmark.search_space import SearchSpace
 from benchmark.splits import Split
-from benchmark.progress import StudyBoard
 from benchmark.names import (LOCATION_TAGS, STAGE_TRIAL, TAG_ATTEMPTS, TAG_ENCODERS, TAG_NOTE, TAG_FOLD, TAG_PRIMARY, TAG_REPEAT, TAG_RUN_UID, TAG_STAGE,
                              TAG_STATUS, TAG_SYSTEM, TAG_TASK, TAG_TRIAL_ID, metric_key,
                              parse_fold_name)
+from benchmark.progress import StudyBoard
 from benchmark.tracking import Tracker
 from benchmark.trial import TrialData, train_on_split
 
@@ -229,7 +229,6 @@ class TrialCallback(Callback):
         self.space, self.progress, self.system = space, progress, system
         self.board = StudyBoard(label or system or ", ".join(parents), planned, keys=dict(task_keys))
         self.results: dict[str, list[dict]] = {}
-        self.best: dict[str, float] = {}
         self.where: dict[str, dict] = {}  # trial id -> node id, host, node IP of its last report
         self.attempts: dict[str, int] = {}
         self._writer: BackgroundWriter | None = None
@@ -285,8 +284,8 @@ class TrialCallback(Callback):
         if not failed:
             for task, key in self.task_keys.items():
                 value = last.get(f"val/{key}")
-                if value is not None and value > self.best.get(task, -math.inf):
-                    self.best[task] = value
+                if value is not None and value > self.board.best.get(task, -math.inf):
+                    self.board.best[task] = value  # the best validation value per task (progress shows it)
         if self.tracker is not None:  # MLflow writes happen on a driver thread, off Tune's event loop
             if self._writer is None:
                 self._writer = BackgroundWriter()
@@ -310,7 +309,6 @@ class TrialCallback(Callback):
         board = self.board
         board.done, board.running, board.failed = counts["done"], counts["running"], counts["failed"]
         board.planned = max(board.planned, len(trials))
-        board.best = dict(self.best)
         if getattr(self.progress, "live", None) is not None:  # a live table: every change
             self.progress.trials(board)
         elif status != "running":  # plain lines: one per ended trial

@@ -6,15 +6,16 @@ import logging
 import os
 from pathlib import Path
 
-from benchmark.cache import EmbeddingCache
-from benchmark.config import TrialConfig
+from benchmark.core.errors import ConfigError
+from benchmark.data import datasets
 from benchmark.data.cleaning import PairDataset
 from benchmark.data.loaders import ColumnMap, load_dataset
-from benchmark.results import BenchmarkResult
 from benchmark.encoders import encoder_registry
-from benchmark.errors import ConfigError
-from benchmark.splits import SPLITS, make_split
-from benchmark.trial import prepare_trial_data, run_trial
+from benchmark.encoders.cache import EmbeddingCache
+from benchmark.model.config import TrialConfig
+from benchmark.splits.splitters import SPLITS, make_split
+from benchmark.training.results import BenchmarkResult
+from benchmark.training.trial import prepare_trial_data, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ def train_and_evaluate(
 
     `data` (a file or a loaded dataset) or `dataset` (a registered name: approved, clinical); neither: the
     default dataset. `split_column` names a published split in a bring-your-own file (split 'published')."""
-    from benchmark import datasets
 
     config = config or TrialConfig()
     cache = (EmbeddingCache(Path(cache_dir)) if cache_dir else EmbeddingCache()).check_writable()
@@ -53,8 +53,9 @@ def train_and_evaluate(
     if dataset is not None:
         datasets.DATASETS.get(dataset)
     if split_column and split != "published":
-        raise ConfigError(f"a split column gives the published split; got split {split!r} too (drop it or use "
-                          "'published')")
+        raise ConfigError(
+            f"a split column gives the published split; got split {split!r} too (drop it or use 'published')"
+        )
     if split == "published" and not split_column and not isinstance(data, PairDataset):
         raise ConfigError("the published split needs --split-column NAME (the column holding train / val / test)")
     if isinstance(data, PairDataset):
@@ -62,12 +63,14 @@ def train_and_evaluate(
     elif data is not None:
         if dataset is not None:
             raise ConfigError("give either --data (a file) or --dataset (a registered dataset), not both")
-        pairs = load_dataset(data, columns, text_templates=text_templates, split_column=split_column,
-                             max_heavy_atoms=max_heavy_atoms)
+        pairs = load_dataset(
+            data, columns, text_templates=text_templates, split_column=split_column, max_heavy_atoms=max_heavy_atoms
+        )
     else:
         path = datasets.resolve_path(dataset or "approved", allow_download=False)
-        pairs = load_dataset(path, columns, text_templates=text_templates, split_column=split_column,
-                             max_heavy_atoms=max_heavy_atoms)
+        pairs = load_dataset(
+            path, columns, text_templates=text_templates, split_column=split_column, max_heavy_atoms=max_heavy_atoms
+        )
     dataset = pairs
     notes = []
     if not dataset.has_groups:
@@ -75,19 +78,27 @@ def train_and_evaluate(
         log.warning(notes[-1])
     the_split = make_split(dataset, split, split_seed, fractions)
     if the_split.leaky:
-        notes.append(f"{split} split is LEAKY (a molecule sits in train and test: {the_split.details or 'pair-level'}); "
-                     "use only to compare with published numbers")
+        notes.append(
+            f"{split} split is LEAKY (a molecule sits in train and test: {the_split.details or 'pair-level'}); "
+            "use only to compare with published numbers"
+        )
     if the_split.text_gallery == "dataset":
         details = the_split.details
-        notes.append(f"prospective: test = {details['test_molecules']} investigational molecules (by phase "
-                     f"{details['test_molecules_by_phase']}), {details['test_molecules_sharing_a_train_scaffold']} of "
-                     "them share a Bemis-Murcko scaffold with a training molecule; molecule-to-text ranks against all "
-                     f"{len(pairs.text_index(config.text_field)[0])} distinct texts of the dataset")
+        notes.append(
+            f"prospective: test = {details['test_molecules']} investigational molecules (by phase "
+            f"{details['test_molecules_by_phase']}), {details['test_molecules_sharing_a_train_scaffold']} of "
+            "them share a Bemis-Murcko scaffold with a training molecule; molecule-to-text ranks against all "
+            f"{len(pairs.text_index(config.text_field)[0])} distinct texts of the dataset"
+        )
         if "drug" in " ".join(pairs.text_templates.get(config.text_field, ())).lower():
-            notes.append(f"text field {config.text_field!r} contains the drug's name: a new compound's name can make "
-                         "its own text retrievable; use text_rich_no_drug for the prospective task")
+            notes.append(
+                f"text field {config.text_field!r} contains the drug's name: a new compound's name can make "
+                "its own text retrievable; use text_rich_no_drug for the prospective task"
+            )
     trial_data = prepare_trial_data(dataset, config, the_split, cache=cache)
-    result = run_trial(config, trial_data, the_split, side=side, n_boot=n_boot, bootstrap_seed=bootstrap_seed, device=device)
+    result = run_trial(
+        config, trial_data, the_split, side=side, n_boot=n_boot, bootstrap_seed=bootstrap_seed, device=device
+    )
     if dataset.has_groups and "text_to_molecule_grouped" not in result.metrics:
         notes.append("grouped retrieval: no target has 3 or more distinct molecules in the evaluated side")
     return BenchmarkResult(result, trial_data, the_split.summary(), notes)

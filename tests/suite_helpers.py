@@ -5,19 +5,37 @@ from pathlib import Path
 import yaml
 
 
-def write_suite(folder: Path, data: Path, *, space: dict, samples: int = 4, name: str = "tiny", prefix: str = "tiny") -> Path:
+def write_suite(
+    folder: Path, data: Path, *, space: dict, samples: int = 4, name: str = "tiny", prefix: str = "tiny"
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    common = {"dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
-              "split": {"name": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0},
-              "bootstrap": {"n_boot": 200, "seed": 0}, "final_seeds": [0, 1]}
+    common = {
+        "dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
+        "split": {"name": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0},
+        "bootstrap": {"n_boot": 200, "seed": 0},
+        "final_seeds": [0, 1],
+    }
     for mode in ("global", "grouped"):
-        (folder / f"{prefix}-{mode}.yaml").write_text(yaml.safe_dump(
-            {"name": f"{prefix}-{mode}", "description": f"tiny {mode} task", "retrieval": mode, **common}))
+        (folder / f"{prefix}-{mode}.yaml").write_text(
+            yaml.safe_dump(
+                {"name": f"{prefix}-{mode}", "description": f"tiny {mode} task", "retrieval": mode, **common}
+            )
+        )
     space_path = folder.parent / f"{name}-space.yaml"
     space_path.write_text(yaml.safe_dump({"name": f"{name}-space", **space}))
-    (folder / "suites.yaml").write_text(yaml.safe_dump({name: {
-        "description": "tiny test suite", "tasks": [f"{prefix}-global", f"{prefix}-grouped"],
-        "search_space": str(space_path), "num_samples": samples, "eval_every": 5}}))
+    (folder / "suites.yaml").write_text(
+        yaml.safe_dump(
+            {
+                name: {
+                    "description": "tiny test suite",
+                    "tasks": [f"{prefix}-global", f"{prefix}-grouped"],
+                    "search_space": str(space_path),
+                    "num_samples": samples,
+                    "eval_every": 5,
+                }
+            }
+        )
+    )
     return folder
 
 
@@ -28,25 +46,63 @@ TINY_SPACE = {
 }
 
 
-def write_cv_suite(folder: Path, data: Path, *, name: str = "tinycv", folds: int = 3, repeats: int = 1,
-                   budget: int = 2, split: str = "random", epochs: int = 10, batch_size: int = 64) -> Path:
+def write_cv_suite(
+    folder: Path,
+    data: Path,
+    *,
+    name: str = "tinycv",
+    folds: int = 3,
+    repeats: int = 1,
+    budget: int = 2,
+    split: str = "random",
+    epochs: int = 10,
+    batch_size: int = 64,
+) -> Path:
     """A repeated-CV suite: a fixed system (untrained heads) against a system tuned per fold (TF-IDF text)."""
     folder.mkdir(parents=True, exist_ok=True)
-    common = {"dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
-              "split": {"name": split, "seed": 0},
-              "protocol": {"kind": "repeated_cv", "folds": folds, "repeats": repeats, "inner_val_fraction": 0.25}}
+    common = {
+        "dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
+        "split": {"name": split, "seed": 0},
+        "protocol": {"kind": "repeated_cv", "folds": folds, "repeats": repeats, "inner_val_fraction": 0.25},
+    }
     for mode in ("global", "grouped"):
-        (folder / f"{name}-{mode}.yaml").write_text(yaml.safe_dump(
-            {"name": f"{name}-{mode}", "description": f"tiny cv {mode} task", "retrieval": mode, **common}))
+        (folder / f"{name}-{mode}.yaml").write_text(
+            yaml.safe_dump(
+                {"name": f"{name}-{mode}", "description": f"tiny cv {mode} task", "retrieval": mode, **common}
+            )
+        )
     base = {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": batch_size}}
-    spaces = {"fixed": {"base": {**base, "optim": {**base["optim"], "epochs": 0}}}, "tuned": {**TINY_SPACE, "base": base}}
+    spaces = {
+        "fixed": {"base": {**base, "optim": {**base["optim"], "epochs": 0}}},
+        "tuned": {**TINY_SPACE, "base": base},
+    }
     for kind, space in spaces.items():
         (folder.parent / f"{name}-{kind}.yaml").write_text(yaml.safe_dump({"name": f"{name}-{kind}", **space}))
-    (folder / "systems.yaml").write_text(yaml.safe_dump({
-        f"{name}-untrained": {"description": "untrained heads", "search_space": str(folder.parent / f"{name}-fixed.yaml")},
-        f"{name}-tuned": {"description": "tuned per fold", "search_space": str(folder.parent / f"{name}-tuned.yaml"),
-                          "num_samples": budget}}))
-    (folder / "suites.yaml").write_text(yaml.safe_dump({name: {
-        "description": "tiny cv suite", "tasks": [f"{name}-global", f"{name}-grouped"],
-        "systems": [f"{name}-untrained", f"{name}-tuned"], "eval_every": 5}}))
+    (folder / "systems.yaml").write_text(
+        yaml.safe_dump(
+            {
+                f"{name}-untrained": {
+                    "description": "untrained heads",
+                    "search_space": str(folder.parent / f"{name}-fixed.yaml"),
+                },
+                f"{name}-tuned": {
+                    "description": "tuned per fold",
+                    "search_space": str(folder.parent / f"{name}-tuned.yaml"),
+                    "num_samples": budget,
+                },
+            }
+        )
+    )
+    (folder / "suites.yaml").write_text(
+        yaml.safe_dump(
+            {
+                name: {
+                    "description": "tiny cv suite",
+                    "tasks": [f"{name}-global", f"{name}-grouped"],
+                    "systems": [f"{name}-untrained", f"{name}-tuned"],
+                    "eval_every": 5,
+                }
+            }
+        )
+    )
     return folder

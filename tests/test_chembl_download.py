@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from conftest import FIXTURES
 
+from benchmark.core.errors import DownloadError
 from benchmark.data import load_dataset
 from benchmark.data.chembl import download_approved_mechanisms, download_to_cache, new_chembl_client, with_retries
-from benchmark.errors import DownloadError
-from conftest import FIXTURES
 
 RESPONSES = json.loads((FIXTURES / "chembl_responses.json").read_text())
 
@@ -71,7 +71,9 @@ def test_download_is_cached_and_loads_like_the_snapshot(tmp_path):
     # the antibody has no structure: dropped and counted; levodopa keeps both of its targets
     assert ds.dropped["missing_structure"] == 1
     assert ds.n_pairs == 5 and ds.n_molecules == 4
-    assert ds.texts("text_rich")[list(ds.pairs["molecule_id"]).index("CHEMBL1003")].endswith("Drug: CLAVULANATE POTASSIUM.")
+    assert ds.texts("text_rich")[list(ds.pairs["molecule_id"]).index("CHEMBL1003")].endswith(
+        "Drug: CLAVULANATE POTASSIUM."
+    )
 
 
 def test_transient_failures_are_retried():
@@ -145,12 +147,13 @@ def test_the_clinical_dataset_downloads_molecules_of_every_phase(tmp_path):
     assert {"2.0", "3.0", "4.0"} <= set(table["max_phase"].dropna())
     approved, _ = download_approved_mechanisms(FakeClient(), release="ChEMBL_33")
     assert set(approved["max_phase"].dropna()) == {"4.0"} and len(table) > len(approved)
-    path = download_to_cache(FakeClient(), out_dir=tmp_path, release="ChEMBL_33", min_phase=1,
-                             name="clinical_drug_mechanisms.parquet")
+    path = download_to_cache(
+        FakeClient(), out_dir=tmp_path, release="ChEMBL_33", min_phase=1, name="clinical_drug_mechanisms.parquet"
+    )
     dataset = load_dataset(path)
     phases = dataset.molecule_phases()
     assert sorted(set(phases.tolist())) == [2.0, 3.0, 4.0]
     assert json.loads(path.with_suffix(".json").read_text())["chembl_release"] == "ChEMBL_33"
-    from benchmark.datasets import card
+    from benchmark.data.datasets import card
 
     assert card("clinical", dataset)["release"] == "ChEMBL ChEMBL_33"

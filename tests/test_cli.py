@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 
 
 def cli(*args, env=None):
@@ -24,9 +24,34 @@ def test_list_shows_builtins_and_plugins():
 
 def test_train_writes_the_documented_json(tiny_csv, tmp_path, capsys):
     output = tmp_path / "result.json"
-    code = main(["train", "--data", str(tiny_csv), "--split", "scaffold", "--mol-encoder", "ecfp4",
-                 "--text-encoder", "tfidf", "--epochs", "5", "--batch-size", "64", "--bootstrap", "100",
-                 "--fractions", "0.6", "0.2", "0.2", "--margin", "0.1", "--output", str(output), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tiny_csv),
+            "--split",
+            "scaffold",
+            "--mol-encoder",
+            "ecfp4",
+            "--text-encoder",
+            "tfidf",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "64",
+            "--bootstrap",
+            "100",
+            "--fractions",
+            "0.6",
+            "0.2",
+            "0.2",
+            "--margin",
+            "0.1",
+            "--output",
+            str(output),
+            "--quiet",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "text_to_molecule" in printed and "recall@1" in printed
@@ -49,23 +74,49 @@ def test_train_writes_the_documented_json(tiny_csv, tmp_path, capsys):
 
 def test_bring_your_own_without_groups_skips_grouped_with_a_note(tmp_path, tiny_frame, capsys):
     path = tmp_path / "byo.csv"
-    tiny_frame.rename(columns={"canonical_smiles": "SMI", "mechanism_of_action": "desc"})[["SMI", "desc"]].to_csv(path, index=False)
-    code = main(["train", "--data", str(path), "--smiles-column", "SMI", "--text-column", "desc", "--text-field", "mechanism",
-                 "--text-encoder", "letter-counts", "--epochs", "3", "--bootstrap", "50", "--fractions", "0.6", "0.2", "0.2",
-                 "--quiet"])
+    tiny_frame.rename(columns={"canonical_smiles": "SMI", "mechanism_of_action": "desc"})[["SMI", "desc"]].to_csv(
+        path, index=False
+    )
+    code = main(
+        [
+            "train",
+            "--data",
+            str(path),
+            "--smiles-column",
+            "SMI",
+            "--text-column",
+            "desc",
+            "--text-field",
+            "mechanism",
+            "--text-encoder",
+            "letter-counts",
+            "--epochs",
+            "3",
+            "--bootstrap",
+            "50",
+            "--fractions",
+            "0.6",
+            "0.2",
+            "0.2",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "grouped (within-target) retrieval skipped" in out and "text_to_molecule_grouped" not in out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--mol-encoder", "ecf4"], "Did you mean 'ecfp4'"),
-    (["--split", "scafold"], "Did you mean 'scaffold'"),
-    (["--temperature", "-1"], "loss.temperature"),
-    (["--data", "/nonexistent.csv"], "does not exist"),
-    (["--text-encoder", "ecfp4"], "not text"),
-    (["--smiles-column", "x"], "both --smiles-column and --text-column"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--mol-encoder", "ecf4"], "Did you mean 'ecfp4'"),
+        (["--split", "scafold"], "Did you mean 'scaffold'"),
+        (["--temperature", "-1"], "loss.temperature"),
+        (["--data", "/nonexistent.csv"], "does not exist"),
+        (["--text-encoder", "ecfp4"], "not text"),
+        (["--smiles-column", "x"], "both --smiles-column and --text-column"),
+    ],
+)
 def test_mistakes_give_one_clear_line_and_no_traceback(args, message, tiny_csv):
     data = [] if "--data" in args else ["--data", str(tiny_csv)]
     out = cli("train", *data, "--epochs", "1", "--bootstrap", "10", *args)
@@ -78,14 +129,17 @@ def test_debug_shows_the_traceback(tiny_csv):
     assert out.returncode == 2 and "Traceback" in out.stderr
 
 
-@pytest.mark.parametrize("flags,named", [
-    (["--num-samples", "0"], "--num-samples 0"),
-    (["--num-samples", "-1"], "--num-samples -1"),
-    (["--cpus-per-trial", "0"], "--cpus-per-trial 0.0"),
-    (["--max-concurrent", "0"], "--max-concurrent 0"),
-    (["--time-budget", "0"], "--time-budget 0.0"),
-    (["--max-failures", "-2"], "--max-failures -2"),
-])
+@pytest.mark.parametrize(
+    "flags,named",
+    [
+        (["--num-samples", "0"], "--num-samples 0"),
+        (["--num-samples", "-1"], "--num-samples -1"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial 0.0"),
+        (["--max-concurrent", "0"], "--max-concurrent 0"),
+        (["--time-budget", "0"], "--time-budget 0.0"),
+        (["--max-failures", "-2"], "--max-failures -2"),
+    ],
+)
 def test_run_options_out_of_range_are_refused_naming_the_flag(flags, named, tmp_path, capsys):
     code = main(["run", "--output", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", *flags])
     assert code == 2
@@ -102,17 +156,22 @@ def test_list_shows_protocols_and_systems():
         assert name in systems
 
 
-@pytest.mark.parametrize("uri,message", [
-    ("sqlit:///{tmp}/x.db", "unknown scheme 'sqlit'. Did you mean 'sqlite'?"),
-    ("sqlite://x.db", "three slashes before a relative path and four before an absolute one"),
-    ("file://{tmp}/store", "file store is not supported"),
-    ("{tmp}/x.db", "is a plain path, not a URI; for a database at that path use sqlite:///"),
-    ("sqlite:///{tmp}", "names a folder"),
-])
+@pytest.mark.parametrize(
+    "uri,message",
+    [
+        ("sqlit:///{tmp}/x.db", "unknown scheme 'sqlit'. Did you mean 'sqlite'?"),
+        ("sqlite://x.db", "three slashes before a relative path and four before an absolute one"),
+        ("file://{tmp}/store", "file store is not supported"),
+        ("{tmp}/x.db", "is a plain path, not a URI; for a database at that path use sqlite:///"),
+        ("sqlite:///{tmp}", "names a folder"),
+    ],
+)
 def test_tracking_uri_typos_are_explained_before_anything_starts(uri, message, tmp_path, capsys):
     uri = uri.format(tmp=tmp_path)
-    for command in (["run", "--output", str(tmp_path / "out"), "--tracking-uri", uri],
-                    ["report", "--tracking-uri", uri, "--out", str(tmp_path / "reports")]):
+    for command in (
+        ["run", "--output", str(tmp_path / "out"), "--tracking-uri", uri],
+        ["report", "--tracking-uri", uri, "--out", str(tmp_path / "reports")],
+    ):
         assert main(command) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: tracking URI") and message in err and "accepted: sqlite:///" in err
@@ -134,8 +193,20 @@ def test_an_unwritable_cache_folder_is_refused_naming_it(folder, tiny_csv, tmp_p
     assert main(["train", "--data", str(tiny_csv), "--cache-dir", folder, "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert f"the embedding cache folder {folder} cannot be written" in err and "--cache-dir" in err
-    assert main(["run", "--output", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
-                 "--cache-dir", folder]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--output",
+                str(tmp_path / "out"),
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'm.db'}",
+                "--cache-dir",
+                folder,
+            ]
+        )
+        == 2
+    )
     assert "cannot be written" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.db").exists()
 
@@ -143,16 +214,27 @@ def test_an_unwritable_cache_folder_is_refused_naming_it(folder, tiny_csv, tmp_p
 def test_a_search_space_optuna_cannot_sample_fails_before_any_run_starts(tmp_path, tiny_csv, capsys, monkeypatch):
     """log: true with a step: one error line naming the file and field; no store, no MLflow run left RUNNING."""
     import yaml
-
     from suite_helpers import TINY_SPACE, write_suite
 
-    space = {**TINY_SPACE, "parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True,
-                                                       "step": 1e-4}}}
+    space = {
+        **TINY_SPACE,
+        "parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "step": 1e-4}},
+    }
     # task names are global (a registry): this suite's own names, not the tiny suite's
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, name="badspace", prefix="badspace")
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(folder))
-    code = main(["run", "--suite", "badspace", "--output", str(tmp_path / "out"), "--tracking-uri",
-                 f"sqlite:///{tmp_path / 'm.db'}", "--offline"])
+    code = main(
+        [
+            "run",
+            "--suite",
+            "badspace",
+            "--output",
+            str(tmp_path / "out"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'm.db'}",
+            "--offline",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "log scale with a step" in err and "badspace-space" in err and "optim/lr" in err
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "out").exists()

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from benchmark.local_cluster import RAY, RayCluster
 from suite_helpers import TINY_SPACE, write_suite
+
+from benchmark.cluster.local import RAY, RayCluster
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[1]
@@ -48,21 +48,46 @@ def worker(cluster):
         cluster.kill_worker(node_id)
 
 
-def slow_suite(tmp_path: Path, tiny_csv: Path, cluster: RayCluster, *, name: str, epochs: int = 600,
-               samples: int = 4) -> dict:
+def slow_suite(
+    tmp_path: Path, tiny_csv: Path, cluster: RayCluster, *, name: str, epochs: int = 600, samples: int = 4
+) -> dict:
     """A tiny holdout suite with trials of a few seconds, run against the cluster."""
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=samples, name=name, prefix=name)
-    args = [sys.executable, "-m", "benchmark", "run", "--suite", name, "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}", "--output", str(tmp_path / "out"), "--address", cluster.address,
-            "--offline"]
-    return {"args": args, "env": {**cluster.env, "BENCHMARK_TASKS_DIR": str(folder)}, "out": tmp_path / "out",
-            "db": tmp_path / "mlflow.db", "log": tmp_path / "run.log", "name": name}
+    args = [
+        sys.executable,
+        "-m",
+        "benchmark",
+        "run",
+        "--suite",
+        name,
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--output",
+        str(tmp_path / "out"),
+        "--address",
+        cluster.address,
+        "--offline",
+    ]
+    return {
+        "args": args,
+        "env": {**cluster.env, "BENCHMARK_TASKS_DIR": str(folder)},
+        "out": tmp_path / "out",
+        "db": tmp_path / "mlflow.db",
+        "log": tmp_path / "run.log",
+        "name": name,
+    }
 
 
 def start(suite: dict, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(suite["args"] + list(extra), env=suite["env"], stdout=open(suite["log"], "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+    return subprocess.Popen(
+        suite["args"] + list(extra),
+        env=suite["env"],
+        stdout=open(suite["log"], "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=REPO,
+    )
 
 
 def wait_for(suite: dict, proc: subprocess.Popen, text: str, timeout: float = 300) -> None:
@@ -77,9 +102,11 @@ def wait_for(suite: dict, proc: subprocess.Popen, text: str, timeout: float = 30
 def trial_runs(db: Path) -> list[dict]:
     """Every trial run: its task, trial id, node, attempts and MLflow status."""
     with sqlite3.connect(db) as con:
-        rows = con.execute("select r.run_uuid, r.status, t.key, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
-                           "where r.lifecycle_stage = 'active' "
-                           "and r.run_uuid in (select run_uuid from tags where key = 'stage' and value = 'trial')")
+        rows = con.execute(
+            "select r.run_uuid, r.status, t.key, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
+            "where r.lifecycle_stage = 'active' "
+            "and r.run_uuid in (select run_uuid from tags where key = 'stage' and value = 'trial')"
+        )
         runs: dict[str, dict] = {}
         for run_id, status, key, value in rows:
             runs.setdefault(run_id, {"mlflow_status": status})[key] = value
@@ -88,8 +115,12 @@ def trial_runs(db: Path) -> list[dict]:
 
 def stages(db: Path) -> dict:
     with sqlite3.connect(db) as con:
-        return dict(con.execute("select t.value, count(*) from tags t join runs r on r.run_uuid = t.run_uuid "
-                                "where t.key = 'stage' and r.lifecycle_stage = 'active' group by t.value").fetchall())
+        return dict(
+            con.execute(
+                "select t.value, count(*) from tags t join runs r on r.run_uuid = t.run_uuid "
+                "where t.key = 'stage' and r.lifecycle_stage = 'active' group by t.value"
+            ).fetchall()
+        )
 
 
 def assert_each_trial_once(db: Path, tasks: int, trials: int) -> list[dict]:
@@ -106,8 +137,9 @@ def test_a_small_suite_runs_on_both_nodes_and_resumes_after_the_driver_is_killed
     wait_for(suite, proc, "trials: 1/")
     os.killpg(proc.pid, signal.SIGKILL)  # the driver dies: no handler, no state written on the way out
     proc.wait(timeout=60)
-    done = subprocess.run(suite["args"] + ["--resume"], env=suite["env"], capture_output=True, text=True, timeout=600,
-                          cwd=REPO)
+    done = subprocess.run(
+        suite["args"] + ["--resume"], env=suite["env"], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = assert_each_trial_once(suite["db"], tasks=2, trials=4)
     assert stages(suite["db"]) == {"task": 2, "trial": 8, "final": 4}
@@ -136,16 +168,42 @@ def test_a_lost_worker_node_costs_a_retry_not_the_trial(cluster, worker, tmp_pat
 
 def test_job_submit_runs_the_quick_suite_on_the_cluster(cluster, worker, tmp_path, snapshot_path):
     """`ray job submit --working-dir` (the [cluster] extra's dashboard, token authentication) runs the quick suite."""
-    env_vars = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
-                                           "BENCHMARK_CACHE") if k in os.environ}
+    env_vars = {
+        k: os.environ[k]
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "BENCHMARK_CACHE")
+        if k in os.environ
+    }
     env_vars["BENCHMARK_SNAPSHOT_DIR"] = str(snapshot_path.parent)
     db = tmp_path / "mlflow.db"
     done = subprocess.run(
-        [RAY, "job", "submit", f"--address={cluster.dashboard}", "--working-dir", str(REPO),
-         "--runtime-env-json", json.dumps({"env_vars": env_vars}), "--",
-         "python", "-m", "benchmark", "run", "--suite", "quick", "--offline", "--output", str(tmp_path / "out"),
-         "--tracking-uri", f"sqlite:///{db}"],
-        env=cluster.env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        [
+            RAY,
+            "job",
+            "submit",
+            f"--address={cluster.dashboard}",
+            "--working-dir",
+            str(REPO),
+            "--runtime-env-json",
+            json.dumps({"env_vars": env_vars}),
+            "--",
+            "python",
+            "-m",
+            "benchmark",
+            "run",
+            "--suite",
+            "quick",
+            "--offline",
+            "--output",
+            str(tmp_path / "out"),
+            "--tracking-uri",
+            f"sqlite:///{db}",
+        ],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, done.stdout[-4000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(results["tasks"]) == {"quick-scaffold-global", "quick-scaffold-grouped"}
@@ -169,8 +227,14 @@ def test_a_local_output_is_refused_when_a_node_cannot_see_it(cluster, tmp_path, 
         # the fix: Ray Tune's storage on a folder every node sees
         shared = Path(tempfile.mkdtemp(prefix="shared", dir="/tmp"))
         try:
-            done = subprocess.run(suite["args"] + ["--storage", str(shared)], env=suite["env"], capture_output=True,
-                                  text=True, timeout=600, cwd=REPO)
+            done = subprocess.run(
+                suite["args"] + ["--storage", str(shared)],
+                env=suite["env"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=REPO,
+            )
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
             assert (shared / "clusterstorage").exists() or any(shared.iterdir())
         finally:
@@ -190,6 +254,11 @@ def test_joining_without_the_token_names_authentication(cluster, tmp_path, tiny_
         assert time.time() - started < 60  # named at once, not after Ray's minute of retries
     # a worker node without the token cannot join either, and Ray says why
     env = {k: v for k, v in cluster.env.items() if not k.startswith("RAY_AUTH")}
-    done = subprocess.run([RAY, "start", f"--address={cluster.address}", "--num-cpus=1",
-                           f"--temp-dir={cluster._temp('rx')}"], env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [RAY, "start", f"--address={cluster.address}", "--num-cpus=1", f"--temp-dir={cluster._temp('rx')}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode != 0 and "Authentication" in done.stdout + done.stderr

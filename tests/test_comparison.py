@@ -7,16 +7,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark.comparison import FRIEDMAN, PARAMETRIC, WILCOXON, Comparison, compare_systems
+from benchmark.evaluation.comparison import FRIEDMAN, PARAMETRIC, WILCOXON, Comparison, compare_systems
 
 
 def frame(values: dict[str, np.ndarray]) -> pd.DataFrame:
-    return pd.DataFrame([(s, f"r0f{i}", v) for s, vs in values.items() for i, v in enumerate(vs)],
-                        columns=["system", "fold", "value"])
+    return pd.DataFrame(
+        [(s, f"r0f{i}", v) for s, vs in values.items() for i, v in enumerate(vs)], columns=["system", "fold", "value"]
+    )
 
 
-def systems(shifts: dict[str, tuple[float, float]], n: int = 25, seed: int = 0,
-            fold_sd: float = 0.03) -> dict[str, np.ndarray]:
+def systems(
+    shifts: dict[str, tuple[float, float]], n: int = 25, seed: int = 0, fold_sd: float = 0.03
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     fold_effect = rng.normal(0.3, fold_sd, n)  # folds differ in difficulty: the design blocks on them
     return {s: fold_effect + shift + rng.normal(0, sd, n) for s, (shift, sd) in shifts.items()}
@@ -38,7 +40,7 @@ def test_two_systems_tukey_equals_the_paired_t_test():
     t = stats.ttest_rel(values["a"], values["b"])
     assert result.test == PARAMETRIC
     assert result.pair("a", "b").p_adj == pytest.approx(t.pvalue, rel=1e-5)
-    assert result.omnibus["F"] == pytest.approx(t.statistic ** 2, rel=1e-9)
+    assert result.omnibus["F"] == pytest.approx(t.statistic**2, rel=1e-9)
     d = values["a"] - values["b"]
     half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))  # k = 2: Tukey CI = paired t CI
     assert result.pair("a", "b").ci_low == pytest.approx(d.mean() - half, rel=1e-6)
@@ -51,7 +53,7 @@ def test_anova_and_tukey_on_four_systems_against_hand_computed_statistics():
     assert result.omnibus["F"] == pytest.approx(rm_anova_f(wide), rel=1e-9)
     n, k = wide.shape
     resid = wide - wide.mean(axis=0) - wide.mean(axis=1, keepdims=True) + wide.mean()
-    mse = (resid ** 2).sum() / ((k - 1) * (n - 1))
+    mse = (resid**2).sum() / ((k - 1) * (n - 1))
     for a, b in itertools.combinations("abcd", 2):
         q = abs(values[a].mean() - values[b].mean()) / np.sqrt(mse / n)
         assert result.pair(a, b).p_adj == pytest.approx(stats.studentized_range.sf(q, k, (k - 1) * (n - 1)), abs=1e-9)

@@ -6,10 +6,11 @@ from collections import Counter
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-
-from benchmark.names import STAGE_FIT, STAGE_SYSTEM, STAGE_TASK, STAGE_TRIAL
-from benchmark.runner import RunOptions, run_suite
 from suite_helpers import write_cv_suite
+
+from benchmark.core.names import STAGE_FIT, STAGE_SYSTEM, STAGE_TASK, STAGE_TRIAL
+from benchmark.run.options import RunOptions
+from benchmark.run.suite import run_suite
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +45,13 @@ def test_every_system_is_fitted_and_tested_once_per_fold_and_logged(cv_run):
     assert all(r.data.tags["repeat"] == r.data.tags["fold"][1] for r in fits)
     systems = by_stage[STAGE_SYSTEM]
     assert len(systems) == 4
-    summary = next(r for r in systems if r.data.tags["task"] == "tinycv-global"
-                   and r.data.tags["system"] == "tinycv-tuned").data.metrics
+    summary = next(
+        r for r in systems if r.data.tags["task"] == "tinycv-global" and r.data.tags["system"] == "tinycv-tuned"
+    ).data.metrics
     mean = summary["cv.text_to_molecule.recall_at_1_mean"]
-    assert summary["cv.text_to_molecule.recall_at_1_ci_low"] <= mean <= summary["cv.text_to_molecule.recall_at_1_ci_high"]
+    assert (
+        summary["cv.text_to_molecule.recall_at_1_ci_low"] <= mean <= summary["cv.text_to_molecule.recall_at_1_ci_high"]
+    )
     assert summary["cv.text_to_molecule.recall_at_1_n_folds"] == 6
     parents = by_stage[STAGE_TASK]
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
@@ -98,7 +102,7 @@ def test_results_carry_per_fold_values_and_the_comparison(cv_run):
 
 
 def test_resume_reads_back_logged_fits_instead_of_refitting(cv_run, monkeypatch):
-    import benchmark.cv as cv
+    import benchmark.run.cv as cv
 
     before = len(stages(cv_run["uri"])[STAGE_FIT])
     launched = []
@@ -107,12 +111,14 @@ def test_resume_reads_back_logged_fits_instead_of_refitting(cv_run, monkeypatch)
     options = cv_run["options"]
     again = run_suite(options.model_copy(update={"resume": True}))
     assert launched == [] and len(stages(cv_run["uri"])[STAGE_FIT]) == before
-    assert again["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"] == \
-        cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"]
+    assert (
+        again["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"]
+        == cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["summary"]
+    )
 
 
 def test_report_shows_the_comparison(cv_run, tmp_path):
-    from benchmark.report import generate_report
+    from benchmark.report.generate import generate_report
 
     written = generate_report(cv_run["uri"], out=tmp_path)
     text = written["markdown"].read_text()
@@ -132,8 +138,21 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=1200, batch_size=16)
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [sys.executable, "-m", "benchmark", "run", "--suite", "killcv", "--tracking-uri", uri, "--output",
-            str(tmp_path / "out"), "--max-concurrent", "1", "--offline"]
+    args = [
+        sys.executable,
+        "-m",
+        "benchmark",
+        "run",
+        "--suite",
+        "killcv",
+        "--tracking-uri",
+        uri,
+        "--output",
+        str(tmp_path / "out"),
+        "--max-concurrent",
+        "1",
+        "--offline",
+    ]
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline, logged = time.time() + 300, 0
@@ -142,7 +161,9 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
             try:
                 client = MlflowClient(uri)
                 experiment = client.get_experiment_by_name("benchmark-killcv")
-                logged = len(client.search_runs([experiment.experiment_id], "tags.stage = 'trial'")) if experiment else 0
+                logged = (
+                    len(client.search_runs([experiment.experiment_id], "tags.stage = 'trial'")) if experiment else 0
+                )
             except Exception:
                 continue
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
@@ -156,11 +177,17 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     ids = [r.data.tags["trial_id"] for r in trials]
     assert len(ids) == len(set(ids))  # none logged twice
     assert Counter(r.data.tags["fold"] for r in trials) == {f"r0f{i}": 2 for i in range(3)}
-    fits = Counter((r.data.tags["task"], r.data.tags["system"], r.data.tags["fold"]) for r in runs
-                   if r.data.tags.get("stage") == "fit")
+    fits = Counter(
+        (r.data.tags["task"], r.data.tags["system"], r.data.tags["fold"])
+        for r in runs
+        if r.data.tags.get("stage") == "fit"
+    )
     assert len(fits) == 2 * 2 * 3 and set(fits.values()) == {1}
     storage = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
-    finished = {s.study_name: sum(t.state.is_finished() for t in optuna.load_study(study_name=s.study_name,
-                                                                                  storage=storage).trials)
-                for s in optuna.get_all_study_summaries(storage)}
+    finished = {
+        s.study_name: sum(
+            t.state.is_finished() for t in optuna.load_study(study_name=s.study_name, storage=storage).trials
+        )
+        for s in optuna.get_all_study_summaries(storage)
+    }
     assert len(finished) == 3 and set(finished.values()) == {2}, finished  # each fold's study: exactly its budget

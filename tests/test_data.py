@@ -1,12 +1,11 @@
 """Loading, cleaning and text fields, on the real snapshot and on small hand-made files."""
 
-
 import pandas as pd
 import pytest
 
+from benchmark.core.errors import ConfigError, DataError, UnknownNameError
 from benchmark.data import ColumnMap, load_dataset
 from benchmark.data.text_fields import parse_template, render
-from benchmark.errors import ConfigError, DataError, UnknownNameError
 
 
 def test_snapshot_counts_match_its_readme(snapshot):
@@ -73,8 +72,14 @@ def test_bring_your_own_counts_every_drop(tmp_path):
     ]
     cols = ColumnMap(smiles="SMILES", text="description", id="cid", group="family")
     ds = load_dataset(write(tmp_path, rows, "pairs.tsv"), cols)
-    assert ds.dropped == {"missing_structure": 1, "missing_text": 1, "too_large": 0, "rdkit_timeout": 0,
-                          "invalid_smiles": 1, "duplicate_pair": 1}
+    assert ds.dropped == {
+        "missing_structure": 1,
+        "missing_text": 1,
+        "too_large": 0,
+        "rdkit_timeout": 0,
+        "invalid_smiles": 1,
+        "duplicate_pair": 1,
+    }
     assert ds.n_pairs == 2 and ds.salts_stripped == 1
     assert "3: not a smiles" in ds.invalid_smiles_examples
     assert set(ds.pairs["structure_key"]) == {"CCO", "CC(=O)O"}
@@ -131,8 +136,13 @@ def test_pairs_without_a_group_still_train_and_evaluate(tmp_path, tiny_frame):
     frame.to_csv(path, index=False)
     ds = load_dataset(path)
     assert ds.has_groups and sum(g is None for g in ds.groups) == 5
-    result = train_and_evaluate(TrialConfig(text_encoder={"name": "tfidf"}, optim={"epochs": 2}), data=ds,
-                                side="train", fractions=(0.6, 0.2, 0.2), n_boot=20)
+    result = train_and_evaluate(
+        TrialConfig(text_encoder={"name": "tfidf"}, optim={"epochs": 2}),
+        data=ds,
+        side="train",
+        fractions=(0.6, 0.2, 0.2),
+        n_boot=20,
+    )
     queries = result.per_query_frame()
     grouped = queries[queries["mode"] == "text_to_molecule_grouped"]
     assert len(grouped) > 0 and grouped["group"].notna().all()  # pairs without a target join no group
@@ -140,8 +150,11 @@ def test_pairs_without_a_group_still_train_and_evaluate(tmp_path, tiny_frame):
 
 
 def test_an_id_naming_two_structures_is_refused(tmp_path):
-    rows = [{"id": "A", "smiles": "CCO", "text": "x"}, {"id": "A", "smiles": "CCN", "text": "y"},
-            {"id": "B", "smiles": "CCC", "text": "z"}]
+    rows = [
+        {"id": "A", "smiles": "CCO", "text": "x"},
+        {"id": "A", "smiles": "CCN", "text": "y"},
+        {"id": "B", "smiles": "CCC", "text": "z"},
+    ]
     with pytest.raises(DataError, match=r"1 molecule id\(s\) name more than one structure, e.g. 'A' \(rows"):
         load_dataset(write(tmp_path, rows), ColumnMap(smiles="smiles", text="text", id="id"))
 
@@ -151,7 +164,7 @@ def test_heavy_atoms_are_counted_from_the_text_as_rdkit_counts_them(snapshot_pat
     import pandas as pd
     from rdkit import Chem
 
-    from benchmark.chem import heavy_atom_count
+    from benchmark.data.chem import heavy_atom_count
 
     smiles = pd.read_csv(snapshot_path, dtype=str)["canonical_smiles"].dropna().unique()
     for smi in smiles:
@@ -162,7 +175,7 @@ def test_heavy_atoms_are_counted_from_the_text_as_rdkit_counts_them(snapshot_pat
 
 
 def test_hostile_structures_are_dropped_before_rdkit_or_bounded_in_time():
-    from benchmark.chem import structure_keys
+    from benchmark.data.chem import structure_keys
 
     chain = "C" * 20000  # RDKit segfaults writing this one (MolToSmiles)
     keys, _, reasons = structure_keys(["CCO", chain, "C" * 700, "not smiles"])
@@ -186,9 +199,29 @@ def test_a_run_on_data_with_a_huge_smiles_finishes_and_counts_the_drop(tmp_path,
     path = tmp_path / "hostile.csv"
     pd.concat([tiny_frame, hostile]).to_csv(path, index=False)
     out = tmp_path / "result.json"
-    done = subprocess.run([sys.executable, "-m", "benchmark", "train", "--data", str(path), "--split", "scaffold",
-                           "--text-encoder", "tfidf", "--epochs", "3", "--bootstrap", "50", "--output", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "train",
+            "--data",
+            str(path),
+            "--split",
+            "scaffold",
+            "--text-encoder",
+            "tfidf",
+            "--epochs",
+            "3",
+            "--bootstrap",
+            "50",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     dataset = json.loads(out.read_text())["dataset"]
     assert dataset["dropped"]["too_large"] == 2

@@ -4,13 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from benchmark import datasets
-from benchmark.data import load_dataset
-from benchmark.errors import ConfigError, DataError
-from benchmark.metrics import evaluate_retrieval
-from benchmark.splits import make_split
 from conftest import SNAPSHOT
+
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.data import datasets, load_dataset
+from benchmark.evaluation.metrics import evaluate_retrieval
+from benchmark.splits.splitters import make_split
 
 CLINICAL = SNAPSHOT.parent / "clinical_drug_mechanisms.csv"
 
@@ -20,8 +19,12 @@ def phased(tmp_path_factory):
     """~200 real rows of the clinical snapshot: approved and investigational molecules with their phases."""
     frame = pd.read_csv(CLINICAL, dtype=str)
     frame = frame[frame["has_structure"] == "True"]
-    part = pd.concat([frame[frame["max_phase_chembl28"] == p].head(n) for p, n in
-                      (("4.0", 120), ("3.0", 30), ("2.0", 40), ("1.0", 15))])
+    part = pd.concat(
+        [
+            frame[frame["max_phase_chembl28"] == p].head(n)
+            for p, n in (("4.0", 120), ("3.0", 30), ("2.0", 40), ("1.0", 15))
+        ]
+    )
     path = tmp_path_factory.mktemp("phased") / "phased.csv"
     part.to_csv(path, index=False)
     return load_dataset(path)
@@ -51,7 +54,7 @@ def test_prospective_split_tests_investigational_molecules_only(phased):
     assert not split.leaky and split.text_gallery == "dataset"
     details = split.details
     assert sum(details["test_molecules_by_phase"].values()) == len(mols["test"]) == details["test_molecules"]
-    from benchmark.chem import murcko_scaffold
+    from benchmark.data.chem import murcko_scaffold
 
     train_scaffolds = {murcko_scaffold(phased.molecules[m]) for m in mols["train"]}
     shared = sum(murcko_scaffold(phased.molecules[m]) in train_scaffolds for m in mols["test"])
@@ -82,8 +85,12 @@ def test_molecule_to_text_against_a_larger_gallery():
     wide = evaluate_retrieval(mol, text, mol_idx, text_idx, text_gallery=np.arange(9))["molecule_to_text"]
     assert (wide.ranks >= own.ranks).all() and (wide.gallery_size == 9).all()
     scores = (mol @ text.T).numpy()
-    expected = [1 + (scores[i, np.arange(9) != i] > scores[i, i]).sum()
-                + 0.5 * (scores[i, np.arange(9) != i] == scores[i, i]).sum() for i in range(6)]
+    expected = [
+        1
+        + (scores[i, np.arange(9) != i] > scores[i, i]).sum()
+        + 0.5 * (scores[i, np.arange(9) != i] == scores[i, i]).sum()
+        for i in range(6)
+    ]
     np.testing.assert_allclose(wide.ranks, expected)
     with pytest.raises(ValueError, match="not in the text gallery"):
         evaluate_retrieval(mol, text, mol_idx, text_idx, text_gallery=np.arange(3))
@@ -111,10 +118,14 @@ def test_published_split_runs_exactly_the_given_sides(tiny_frame, tmp_path):
 
 
 def test_published_split_with_unknown_values_or_shared_structures(tiny_frame, tmp_path):
-    write_published(tiny_frame, tmp_path / "bad.csv", lambda f: ["train", "dev", "test"] * (len(f) // 3) + ["train"] * (len(f) % 3))
+    write_published(
+        tiny_frame, tmp_path / "bad.csv", lambda f: ["train", "dev", "test"] * (len(f) // 3) + ["train"] * (len(f) % 3)
+    )
     with pytest.raises(DataError, match="'dev'"):
         make_split(load_dataset(tmp_path / "bad.csv", split_column="fold"), "published")
-    write_published(tiny_frame, tmp_path / "leak.csv", lambda f: ["train", "test"] * (len(f) // 2) + ["train"] * (len(f) % 2))
+    write_published(
+        tiny_frame, tmp_path / "leak.csv", lambda f: ["train", "test"] * (len(f) // 2) + ["train"] * (len(f) % 2)
+    )
     split = make_split(load_dataset(tmp_path / "leak.csv", split_column="fold"), "published")
     assert split.leaky and split.details["structures_on_two_sides"]["train-test"] > 0
     with pytest.raises(ConfigError, match="split column"):
@@ -123,10 +134,11 @@ def test_published_split_with_unknown_values_or_shared_structures(tiny_frame, tm
 
 def test_train_on_clinical_prospective_tests_investigational_pairs():
     from benchmark.api import train_and_evaluate
-    from benchmark.config import TrialConfig
+    from benchmark.model.config import TrialConfig
 
-    config = TrialConfig.model_validate({"text_encoder": {"name": "tfidf"}, "text_field": "text_rich_no_drug",
-                                         "optim": {"epochs": 3}})
+    config = TrialConfig.model_validate(
+        {"text_encoder": {"name": "tfidf"}, "text_field": "text_rich_no_drug", "optim": {"epochs": 3}}
+    )
     result = train_and_evaluate(config, dataset="clinical", split="prospective", n_boot=50)
     payload = result.to_json()
     assert payload["split"]["name"] == "prospective" and payload["split"]["n_test"] > 1000

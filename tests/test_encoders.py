@@ -9,13 +9,13 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
-from benchmark.cache import EmbeddingCache
-from benchmark.embeddings import embed
+from benchmark.core.errors import EncoderError, UnknownNameError
+from benchmark.core.registry import DuplicateNameError, Registry
 from benchmark.encoders import build_encoder, encoder_registry
 from benchmark.encoders import registry as registry_module
 from benchmark.encoders.base import check_output
-from benchmark.errors import EncoderError, UnknownNameError
-from benchmark.registry import DuplicateNameError, Registry
+from benchmark.encoders.cache import EmbeddingCache
+from benchmark.encoders.embed import embed
 
 ASPIRIN, CAFFEINE, IBUPROFEN = "CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
 MOLS = [ASPIRIN, CAFFEINE, IBUPROFEN]
@@ -23,14 +23,18 @@ MOLS = [ASPIRIN, CAFFEINE, IBUPROFEN]
 
 def test_ecfp4_matches_rdkit_morgan_radius_2_2048():
     fp = build_encoder("ecfp4").encode(MOLS)
-    expected = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048).GetFingerprintAsNumPy(Chem.MolFromSmiles(ASPIRIN))
+    expected = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048).GetFingerprintAsNumPy(
+        Chem.MolFromSmiles(ASPIRIN)
+    )
     assert fp.shape == (3, 2048) and fp.dtype == np.float32
     np.testing.assert_array_equal(fp[0], expected.astype(np.float32))
     assert 10 < fp[0].sum() < 100  # sparse bits
 
 
-@pytest.mark.parametrize("name,dim", [("ecfp6", 2048), ("fcfp4", 2048), ("morgan-count", 2048), ("maccs", 167),
-                                      ("atom-pair", 2048), ("torsion", 2048)])
+@pytest.mark.parametrize(
+    "name,dim",
+    [("ecfp6", 2048), ("fcfp4", 2048), ("morgan-count", 2048), ("maccs", 167), ("atom-pair", 2048), ("torsion", 2048)],
+)
 def test_fingerprint_family_shapes(name, dim):
     fp = build_encoder(name).encode(MOLS)
     assert fp.shape == (3, dim) and np.isfinite(fp).all() and (fp.sum(1) > 0).all()
@@ -70,7 +74,9 @@ def test_tfidf_vocabulary_comes_from_training_texts_only():
 
 def test_minilm_offline_embeddings_are_normalised_and_semantic():
     enc = build_encoder("minilm")
-    out = enc.encode(["Dopamine D2 receptor antagonist", "Dopamine D2 receptor blocker", "Bacterial cell wall synthesis inhibitor"])
+    out = enc.encode(
+        ["Dopamine D2 receptor antagonist", "Dopamine D2 receptor blocker", "Bacterial cell wall synthesis inhibitor"]
+    )
     assert out.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     assert out[0] @ out[1] > out[0] @ out[2]
@@ -82,14 +88,26 @@ def tiny_bert(tmp_path_factory):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz0123456789()=#[]@+-/\\.") + ["cc", "co"]
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + list("abcdefghijklmnopqrstuvwxyz0123456789()=#[]@+-/\\.")
+        + ["cc", "co"]
+    )
     (folder / "vocab.txt").write_text("\n".join(vocab))
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     import torch
 
     torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=64, max_position_embeddings=128))
+    model = BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -182,8 +200,9 @@ def test_cache_encodes_once_and_recomputes_corrupt_files(tmp_path):
     assert enc.calls == 6
 
 
-@pytest.mark.parametrize("bad,match", [(np.zeros((3, 2)), "shape"), (np.array([[np.nan, 1.0], [0, 0]]), "NaN"),
-                                       ("text", "numeric")])
+@pytest.mark.parametrize(
+    "bad,match", [(np.zeros((3, 2)), "shape"), (np.array([[np.nan, 1.0], [0, 0]]), "NaN"), ("text", "numeric")]
+)
 def test_bad_encoder_output_is_explained(bad, match):
     with pytest.raises(EncoderError, match=match):
         check_output(Counting(), ["a", "b"], bad)
@@ -196,7 +215,10 @@ class Raising(Counting):
 
 def test_an_encoder_that_raises_is_named_and_nothing_is_cached(tmp_path):
     cache = EmbeddingCache(tmp_path)
-    with pytest.raises(EncoderError, match=r"encoder 'counting' \(test_encoders.Raising\) failed on 2 text items: "
-                                           r"RuntimeError: model weights corrupted"):
+    with pytest.raises(
+        EncoderError,
+        match=r"encoder 'counting' \(test_encoders.Raising\) failed on 2 text items: "
+        r"RuntimeError: model weights corrupted",
+    ):
         embed(Raising(), ["a", "b"], cache=cache)
     assert not list(tmp_path.rglob("*.npy"))

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.bridge import unit_rows
-from benchmark.config import LossConfig
-from benchmark.losses import BatchIds, InBatchDuplicates, _SymmetricInfoNCE, fused_info_nce, info_nce
-from benchmark.sparse import EpochBags, SparseRows, bag_product
+from benchmark.model.bridge import unit_rows
+from benchmark.model.config import LossConfig
+from benchmark.model.losses import BatchIds, InBatchDuplicates, _SymmetricInfoNCE, fused_info_nce, info_nce
+from benchmark.model.sparse import EpochBags, SparseRows, bag_product
 
 
 def _ids_with_duplicates(n, seed):
@@ -25,9 +25,18 @@ def _unit(n, d, seed, dtype=torch.float32):
     return F.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=-1)
 
 
-@pytest.mark.parametrize(("temperature", "margin", "beta", "same_target"),
-                         [(0.07, 0.0, 0.0, 1.0), (0.1, 0.2, 0.0, 1.0), (0.015, 0.0, 0.0, 1.0), (0.02, 0.3, 0.0, 1.0),
-                          (0.07, 0.0, 2.0, 1.0), (0.05, 0.1, 1.5, 2.5), (0.07, 0.0, 0.0, 3.0)])
+@pytest.mark.parametrize(
+    ("temperature", "margin", "beta", "same_target"),
+    [
+        (0.07, 0.0, 0.0, 1.0),
+        (0.1, 0.2, 0.0, 1.0),
+        (0.015, 0.0, 0.0, 1.0),
+        (0.02, 0.3, 0.0, 1.0),
+        (0.07, 0.0, 2.0, 1.0),
+        (0.05, 0.1, 1.5, 2.5),
+        (0.07, 0.0, 0.0, 3.0),
+    ],
+)
 def test_fused_info_nce_matches_autograd_reference(temperature, margin, beta, same_target):
     # 0.015 and (0.02, 0.3) exceed the one-exponential spread; hard negatives take per-direction logsumexps
     ids = _ids_with_duplicates(24, seed=1)
@@ -55,8 +64,11 @@ def test_fused_info_nce_gradcheck(temperature, beta):
     text = _unit(10, 6, 6, torch.float64).requires_grad_()
     weighting = (ids, cfg) if beta else None
     assert torch.autograd.gradcheck(
-        lambda t, m: _SymmetricInfoNCE.apply(t, m, ids.false_negatives(), 1 / temperature, 0.1 / temperature, weighting),
-        (text, mol))
+        lambda t, m: _SymmetricInfoNCE.apply(
+            t, m, ids.false_negatives(), 1 / temperature, 0.1 / temperature, weighting
+        ),
+        (text, mol),
+    )
 
 
 def test_in_batch_duplicate_lists_and_dense_masks_give_the_same_fused_loss():
@@ -64,8 +76,10 @@ def test_in_batch_duplicate_lists_and_dense_masks_give_the_same_fused_loss():
     rows, cols = torch.nonzero(ids.false_negatives(), as_tuple=True)
     listed = BatchIds(ids.mol, ids.text, ids.group, (rows, cols))
     for cfg in (LossConfig(), LossConfig(hard_negative_beta=1.0)):
-        torch.testing.assert_close(fused_info_nce(_unit(16, 4, 0), _unit(16, 4, 1), listed, cfg),
-                                   fused_info_nce(_unit(16, 4, 0), _unit(16, 4, 1), ids, cfg))
+        torch.testing.assert_close(
+            fused_info_nce(_unit(16, 4, 0), _unit(16, 4, 1), listed, cfg),
+            fused_info_nce(_unit(16, 4, 0), _unit(16, 4, 1), ids, cfg),
+        )
 
 
 def test_unit_rows_matches_normalize_and_gradcheck():
@@ -92,7 +106,7 @@ def test_epoch_bags_equal_dense_products_and_gradients(counts):
     batches = bags.epoch(order, 16)
     assert len(batches) == 5
     for b, batch in enumerate(batches):
-        rows = pair_rows[order[b * 16:(b + 1) * 16]]
+        rows = pair_rows[order[b * 16 : (b + 1) * 16]]
         w_fast = weight.clone().float().requires_grad_()
         w_ref = weight.clone().float().requires_grad_()
         out_fast, out_ref = bag_product(w_fast, batch), dense[rows].float() @ w_ref
@@ -120,8 +134,10 @@ def test_in_batch_duplicates_equal_the_dense_false_negative_masks():
     order = torch.randperm(400, generator=torch.Generator().manual_seed(0))
     found = 0
     for b, (rows, cols) in enumerate(duplicates.epoch(order, 64)):
-        batch = order[b * 64:(b + 1) * 64]
-        mask = BatchIds(torch.as_tensor(mol)[batch], torch.as_tensor(text)[batch], torch.zeros(len(batch))).false_negatives()
+        batch = order[b * 64 : (b + 1) * 64]
+        mask = BatchIds(
+            torch.as_tensor(mol)[batch], torch.as_tensor(text)[batch], torch.zeros(len(batch))
+        ).false_negatives()
         listed = torch.zeros_like(mask)
         listed[rows, cols] = True
         assert torch.equal(listed, mask)
@@ -132,7 +148,7 @@ def test_in_batch_duplicates_equal_the_dense_false_negative_masks():
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 1025, 4099])
 def test_bootstrap_multiplicities_equal_plain_resampling(n):
     """Means by matrix product and medians by cumulative counts equal v[idx].mean() / np.median(v[idx])."""
-    from benchmark.bootstrap import _resample_chunks, resample_statistics
+    from benchmark.evaluation.bootstrap import _resample_chunks, resample_statistics
 
     rng = np.random.default_rng(n)
     ranks = rng.integers(2, 80, n) / 2.0
@@ -147,7 +163,7 @@ def test_bootstrap_multiplicities_equal_plain_resampling(n):
 
 
 def test_group_bootstrap_equals_plain_group_resampling():
-    from benchmark.bootstrap import _resample_chunks, resample_statistics
+    from benchmark.evaluation.bootstrap import _resample_chunks, resample_statistics
 
     rng = np.random.default_rng(0)
     groups = rng.integers(0, 40, 500)
@@ -155,8 +171,11 @@ def test_group_bootstrap_equals_plain_group_resampling():
     stats = resample_statistics({"v": values}, groups=groups, n_boot=200, seed=5)["v"]
     labels, codes = np.unique(groups, return_inverse=True)
     sums, sizes = np.bincount(codes, weights=values), np.bincount(codes)
-    plain = [sums[row].sum() / sizes[row].sum()
-             for _, idx in _resample_chunks(len(labels), 200, np.random.default_rng(5)) for row in idx]
+    plain = [
+        sums[row].sum() / sizes[row].sum()
+        for _, idx in _resample_chunks(len(labels), 200, np.random.default_rng(5))
+        for row in idx
+    ]
     np.testing.assert_allclose(stats, plain, rtol=1e-12)
 
 
@@ -164,7 +183,7 @@ def test_group_bootstrap_equals_plain_group_resampling():
 def test_one_pass_ranking_equals_two_reference_passes(row_chunk, col_chunk):
     """Both directions from one blocked pass equal `rank_of_best_positive` run per direction,
     with several positives per query, exact ties (duplicate embeddings) and shuffled ids."""
-    from benchmark.metrics import positive_matrix, rank_both_directions, rank_of_best_positive
+    from benchmark.evaluation.metrics import positive_matrix, rank_both_directions, rank_of_best_positive
 
     rng = np.random.default_rng(0)
     n_t, n_m = 90, 60

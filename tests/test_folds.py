@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from benchmark.errors import ConfigError, DataError
-from benchmark.folds import assign_units, plan_folds, unit_labels
+from benchmark.core.errors import ConfigError, DataError
+from benchmark.splits.folds import assign_units, plan_folds, unit_labels
 
 
 def partition(fold_of: np.ndarray) -> set[frozenset]:

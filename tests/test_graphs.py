@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import TrialConfig
-from benchmark.errors import ConfigError
-from benchmark.graphs import (ATOM_FEATURES, ELEMENTS, GraphEncoderConfig, GraphHead, GraphTensors, cached_graphs,
-                              featurize)
+from benchmark.core.errors import ConfigError
+from benchmark.encoders.graphs import (
+    ATOM_FEATURES,
+    ELEMENTS,
+    GraphEncoderConfig,
+    GraphHead,
+    GraphTensors,
+    cached_graphs,
+    featurize,
+)
+from benchmark.model.config import TrialConfig
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
@@ -18,9 +25,9 @@ def test_featurisation_counts_atoms_and_bonds_of_known_molecules():
     assert graphs.counts(0) == (13, 13) and graphs.counts(1) == (14, 15) and graphs.counts(2) == (6, 6)
     assert graphs.counts(3) == (2, 0)  # two ions, no bond
     assert graphs.x.shape == (13 + 14 + 6 + 2 + 1, len(ATOM_FEATURES))
-    benzene = graphs.x[graphs.node_ptr[2]:graphs.node_ptr[3]]
+    benzene = graphs.x[graphs.node_ptr[2] : graphs.node_ptr[3]]
     assert (benzene[:, 0] == ELEMENTS.index("C")).all() and (benzene[:, 3] == 1).all() and (benzene[:, 6] == 1).all()
-    ions = graphs.x[graphs.node_ptr[3]:graphs.node_ptr[4]]
+    ions = graphs.x[graphs.node_ptr[3] : graphs.node_ptr[4]]
     assert ions[:, 0].tolist() == [ELEMENTS.index("Na"), ELEMENTS.index("Cl")] and ions[:, 2].tolist() == [3, 1]
     assert graphs.x[-1, 0] == len(ELEMENTS)  # uranium: the "other" element code
     # every bond in both directions, inside its own molecule
@@ -45,9 +52,13 @@ def test_batches_equal_pytorch_geometric_batching():
     for i in pick.tolist():
         nodes = slice(graphs.node_ptr[i], graphs.node_ptr[i + 1])
         edges = slice(graphs.edge_ptr[i], graphs.edge_ptr[i + 1])
-        data.append(Data(x=torch.as_tensor(graphs.x[nodes]),
-                         edge_index=torch.as_tensor(graphs.edge_index[:, edges] - graphs.node_ptr[i]),
-                         edge_attr=torch.as_tensor(graphs.edge_attr[edges])))
+        data.append(
+            Data(
+                x=torch.as_tensor(graphs.x[nodes]),
+                edge_index=torch.as_tensor(graphs.edge_index[:, edges] - graphs.node_ptr[i]),
+                edge_attr=torch.as_tensor(graphs.edge_attr[edges]),
+            )
+        )
     reference = Batch.from_data_list(data)
     assert torch.equal(x, reference.x) and torch.equal(edge_index, reference.edge_index)
     assert torch.equal(edge_attr, reference.edge_attr) and torch.equal(graph, reference.batch)
@@ -60,7 +71,9 @@ def test_an_atom_permuted_smiles_gives_the_same_embedding(pooling):
     graphs = featurize(variants)
     assert not np.array_equal(graphs.x[:13], graphs.x[13:26])  # really another atom order
     torch.manual_seed(0)
-    head = GraphHead(GraphEncoderConfig(pooling=pooling), torch.nn.Linear(64, 16), GraphTensors(graphs, torch.device("cpu")))
+    head = GraphHead(
+        GraphEncoderConfig(pooling=pooling), torch.nn.Linear(64, 16), GraphTensors(graphs, torch.device("cpu"))
+    )
     head.eval()
     out = head(torch.tensor([[0.0], [1.0], [2.0]]))
     torch.testing.assert_close(out[0], out[1], atol=1e-5, rtol=1e-5)
@@ -68,7 +81,7 @@ def test_an_atom_permuted_smiles_gives_the_same_embedding(pooling):
 
 
 def test_graphs_are_cached_as_checksummed_arrays(tmp_path):
-    from benchmark.cache import EmbeddingCache
+    from benchmark.encoders.cache import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path)
     first = cached_graphs([ASPIRIN, CAFFEINE], cache)
@@ -91,21 +104,26 @@ def test_graph_encoder_parameters_are_validated():
 
 
 def _gin_config(epochs: int, **params) -> TrialConfig:
-    return TrialConfig.model_validate({
-        "mol_encoder": {"name": "gin", "params": {"hidden": 64, **params}}, "text_encoder": {"name": "tfidf"},
-        "bridge": {"dim": 64}, "optim": {"epochs": epochs, "batch_size": 64, "lr": 3e-3}})
+    return TrialConfig.model_validate(
+        {
+            "mol_encoder": {"name": "gin", "params": {"hidden": 64, **params}},
+            "text_encoder": {"name": "tfidf"},
+            "bridge": {"dim": 64},
+            "optim": {"epochs": epochs, "batch_size": 64, "lr": 3e-3},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def small_split(snapshot):
-    from benchmark.splits import make_split
+    from benchmark.splits.splitters import make_split
 
     return make_split(snapshot, "random", 0, (0.8, 0.1, 0.1))
 
 
 def test_training_beats_the_untrained_encoder_and_the_text_side_stays_frozen(snapshot, small_split, tmp_path):
-    from benchmark.cache import EmbeddingCache
-    from benchmark.trial import prepare_trial_data, run_trial
+    from benchmark.encoders.cache import EmbeddingCache
+    from benchmark.training.trial import prepare_trial_data, run_trial
 
     cfg = _gin_config(epochs=8)
     data = prepare_trial_data(snapshot, cfg, small_split, cache=EmbeddingCache(tmp_path))
@@ -127,8 +145,8 @@ def test_training_beats_the_untrained_encoder_and_the_text_side_stays_frozen(sna
 
 
 def test_alignment_to_a_frozen_fingerprint_view_adds_its_term(snapshot, small_split, tmp_path):
-    from benchmark.cache import EmbeddingCache
-    from benchmark.trial import prepare_trial_data, run_trial
+    from benchmark.encoders.cache import EmbeddingCache
+    from benchmark.training.trial import prepare_trial_data, run_trial
 
     cfg = _gin_config(epochs=2, align_to="ecfp4", align_weight=0.5)
     data = prepare_trial_data(snapshot, cfg, small_split, cache=EmbeddingCache(tmp_path))
@@ -136,15 +154,21 @@ def test_alignment_to_a_frozen_fingerprint_view_adds_its_term(snapshot, small_sp
     result = run_trial(cfg, data, small_split, side="val", n_boot=20)
     assert all(record["align"] > 0 for record in result.history)
     with pytest.raises(ConfigError, match="frozen molecule encoder"):
-        prepare_trial_data(snapshot, _gin_config(1, align_to="gin", align_weight=1.0), small_split,
-                           cache=EmbeddingCache(tmp_path))
+        prepare_trial_data(
+            snapshot, _gin_config(1, align_to="gin", align_weight=1.0), small_split, cache=EmbeddingCache(tmp_path)
+        )
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device here"))])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")),
+    ],
+)
 def test_a_graph_trial_trains_on_each_device(snapshot, small_split, tmp_path, device):
-    from benchmark.cache import EmbeddingCache
-    from benchmark.trial import prepare_trial_data, run_trial
+    from benchmark.encoders.cache import EmbeddingCache
+    from benchmark.training.trial import prepare_trial_data, run_trial
 
     cfg = _gin_config(epochs=1)
     data = prepare_trial_data(snapshot, cfg, small_split, cache=EmbeddingCache(tmp_path))

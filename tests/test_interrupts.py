@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-
 from suite_helpers import TINY_SPACE, write_suite
 
 
@@ -23,16 +22,35 @@ def slow_suite(request, tmp_path, tiny_csv):
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=4, name="slow", prefix="slow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [sys.executable, "-m", "benchmark", "run", "--suite", "slow", "--tracking-uri", uri, "--output",
-            str(tmp_path / "out"), "--max-concurrent", "1", "--offline"]
-    return {"args": args, "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}, "out": tmp_path / "out",
-            "db": tmp_path / "mlflow.db", "log": tmp_path / "run.log"}
+    args = [
+        sys.executable,
+        "-m",
+        "benchmark",
+        "run",
+        "--suite",
+        "slow",
+        "--tracking-uri",
+        uri,
+        "--output",
+        str(tmp_path / "out"),
+        "--max-concurrent",
+        "1",
+        "--offline",
+    ]
+    return {
+        "args": args,
+        "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)},
+        "out": tmp_path / "out",
+        "db": tmp_path / "mlflow.db",
+        "log": tmp_path / "run.log",
+    }
 
 
 def start(suite, *extra):
     log = open(suite["log"], "w")
-    return subprocess.Popen(suite["args"] + list(extra), env=suite["env"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        suite["args"] + list(extra), env=suite["env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_for(suite, proc, text: str, count: int = 1, timeout: float = 240) -> None:
@@ -78,16 +96,18 @@ def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
     assert stages(slow_suite)["trial"] == 2 * counts["finished"]  # two tasks share each trial
     assert "RUNNING" not in mlflow_status(slow_suite)
 
-    done = subprocess.run(slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert optuna_states(slow_suite) == {"COMPLETE": 4}
     assert stages(slow_suite) == {"task": 2, "trial": 8, "final": 4}
     assert set(mlflow_status(slow_suite)) == {"FINISHED"}
     metrics_before = sql(slow_suite["db"], "select 'n', count(*) from metrics")
 
-    again = subprocess.run(slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True,
-                           timeout=600)
+    again = subprocess.run(
+        slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0 and "had already finished: nothing was run or logged again" in again.stdout
     assert sql(slow_suite["db"], "select 'n', count(*) from metrics") == metrics_before
     assert stages(slow_suite) == {"task": 2, "trial": 8, "final": 4}
@@ -105,15 +125,21 @@ def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(slow_suite):
     assert time.time() - started < 20  # not after the final (about 30 s of training)
     assert "interrupted again: stopped at once" in slow_suite["log"].read_text()
     assert "RUNNING" not in mlflow_status(slow_suite)
-    done = subprocess.run(slow_suite["args"] + ["--num-samples", "2", "--resume"], env=slow_suite["env"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        slow_suite["args"] + ["--num-samples", "2", "--resume"],
+        env=slow_suite["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert stages(slow_suite) == {"task": 2, "trial": 4, "final": 4}
 
 
 def test_a_time_budget_ends_the_study_and_is_reported(slow_suite):
-    done = subprocess.run(slow_suite["args"] + ["--time-budget", "1"], env=slow_suite["env"], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        slow_suite["args"] + ["--time-budget", "1"], env=slow_suite["env"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     counts = json.loads((slow_suite["out"] / "results.json").read_text())["tasks"]["slow-global"]["trials"]
     assert counts["stopped_by"] == "time budget" and counts["planned"] == 4
@@ -129,23 +155,43 @@ def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, ti
     (system, fold) one fit."""
     from suite_helpers import write_cv_suite
 
-    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="intcv", folds=3, budget=2, epochs=400,
-                            batch_size=16)
-    suite = {"args": [sys.executable, "-m", "benchmark", "run", "--suite", "intcv", "--tracking-uri",
-                      f"sqlite:///{tmp_path / 'mlflow.db'}", "--output", str(tmp_path / "out"), "--max-concurrent",
-                      "1", "--offline"],
-             "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}, "out": tmp_path / "out",
-             "db": tmp_path / "mlflow.db", "log": tmp_path / "run.log"}
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="intcv", folds=3, budget=2, epochs=400, batch_size=16)
+    suite = {
+        "args": [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "run",
+            "--suite",
+            "intcv",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--output",
+            str(tmp_path / "out"),
+            "--max-concurrent",
+            "1",
+            "--offline",
+        ],
+        "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)},
+        "out": tmp_path / "out",
+        "db": tmp_path / "mlflow.db",
+        "log": tmp_path / "run.log",
+    }
     proc = start(suite)
     wait_for(suite, proc, "trials: ", 2)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     assert "resume with: " in suite["log"].read_text()
-    assert json.loads((suite["out"] / "results.json").read_text())["interrupted"]["where"].startswith("tuning intcv-tuned")
+    assert json.loads((suite["out"] / "results.json").read_text())["interrupted"]["where"].startswith(
+        "tuning intcv-tuned"
+    )
     assert "RUNNING" not in mlflow_status(suite)
     done = subprocess.run(suite["args"] + ["--resume"], env=suite["env"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    per_study = sql(suite["out"] / "optuna.db", "select s.study_name, count(*) from trials t join studies s "
-                                                "on s.study_id = t.study_id where t.state = 'COMPLETE' group by s.study_name")
+    per_study = sql(
+        suite["out"] / "optuna.db",
+        "select s.study_name, count(*) from trials t join studies s "
+        "on s.study_id = t.study_id where t.state = 'COMPLETE' group by s.study_name",
+    )
     assert sorted(per_study.values()) == [2, 2, 2]  # three folds, each its budget, none twice
     assert stages(suite)["fit"] == 2 * 2 * 3 and set(mlflow_status(suite)) == {"FINISHED"}  # tasks x systems x folds

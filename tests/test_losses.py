@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import LossConfig
-from benchmark.losses import BatchIds, info_nce, second_order, total_loss
+from benchmark.model.config import LossConfig
+from benchmark.model.losses import BatchIds, info_nce, second_order, total_loss
 
 
 def batch(n=6, d=8, seed=0):
@@ -37,8 +37,10 @@ def test_hard_negative_weighting():
     # with all negatives equally similar the weights are all 1: plain InfoNCE
     eq_mol = torch.eye(4)
     eq_ids = BatchIds(torch.arange(4), torch.arange(4), torch.full((4,), -1))
-    torch.testing.assert_close(info_nce(eq_mol, eq_mol, eq_ids, LossConfig(hard_negative_beta=5.0)),
-                               info_nce(eq_mol, eq_mol, eq_ids, LossConfig()))
+    torch.testing.assert_close(
+        info_nce(eq_mol, eq_mol, eq_ids, LossConfig(hard_negative_beta=5.0)),
+        info_nce(eq_mol, eq_mol, eq_ids, LossConfig()),
+    )
 
 
 def test_same_target_negatives_are_up_weighted():

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.bootstrap import bootstrap_mean, bootstrap_median, paired_bootstrap
-from benchmark.metrics import evaluate_retrieval
+from benchmark.evaluation.bootstrap import bootstrap_mean, bootstrap_median, paired_bootstrap
+from benchmark.evaluation.metrics import evaluate_retrieval
 
 
 def unit(rows):

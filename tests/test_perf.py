@@ -6,8 +6,8 @@ paths' equality with the reference implementations is tested in test_fast_paths.
 
 import pytest
 
-from benchmark.errors import UnknownNameError
-from benchmark.perf import SECTIONS, run_perf
+from benchmark.core.errors import UnknownNameError
+from benchmark.perf.main import SECTIONS, run_perf
 
 
 def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_local, monkeypatch):
@@ -18,13 +18,30 @@ def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_l
     # every section but `cluster` (it starts a multi-node cluster: measured by hand for the README, and the same
     # cluster runs are what tests/test_cluster.py checks)
     sections = tuple(s for s in SECTIONS if s != "cluster")
-    text = run_perf(data=str(tiny_csv), repeats=1, epochs=2, out=str(out), sections=sections, tune_trials=2,
-                    max_pairs=700, compare_pairs=300, suite="perfcv")
+    text = run_perf(
+        data=str(tiny_csv),
+        repeats=1,
+        epochs=2,
+        out=str(out),
+        sections=sections,
+        tune_trials=2,
+        max_pairs=700,
+        compare_pairs=300,
+        suite="perfcv",
+    )
     assert out.read_text() == text
-    for heading in ("## One bridge trial (cpu)", "## Ray Tune overhead", "## Embedding cache",
-                    "## Text encoding throughput", "## Evaluation: ranking both directions", "## Bootstrap",
-                    "## How cost grows", "## Whole suite: `run --suite perfcv`", "## Graph encoder trial (cpu)",
-                    "## Targets"):
+    for heading in (
+        "## One bridge trial (cpu)",
+        "## Ray Tune overhead",
+        "## Embedding cache",
+        "## Text encoding throughput",
+        "## Evaluation: ranking both directions",
+        "## Bootstrap",
+        "## How cost grows",
+        "## Whole suite: `run --suite perfcv`",
+        "## Graph encoder trial (cpu)",
+        "## Targets",
+    ):
         assert heading in text
     assert "identical ranks in this run: True" in text
     assert "| 2 | 0 | 0.000 |" in text  # the second preparation encodes nothing

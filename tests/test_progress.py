@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from benchmark.progress import PlainProgress, RichProgress, StudyBoard, format_duration, make_progress
+from benchmark.tuning.progress import PlainProgress, RichProgress, StudyBoard, format_duration, make_progress
 
 
 def board(**counts) -> StudyBoard:
@@ -44,8 +44,17 @@ def test_rich_table_on_a_terminal_shows_every_study():
     progress("  fits: 2/14 done")
     progress.close()
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
-    for expected in ("study", "ETA", "best validation", "quick-tuned, 6 folds", "3/12", "untrained-heads, 6 folds",
-                     "0/6", "0.214", "fits: 2/14 done"):
+    for expected in (
+        "study",
+        "ETA",
+        "best validation",
+        "quick-tuned, 6 folds",
+        "3/12",
+        "untrained-heads, 6 folds",
+        "0/6",
+        "0.214",
+        "fits: 2/14 done",
+    ):
         assert expected in text, expected
 
 

@@ -8,18 +8,40 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.bootstrap import bootstrap_mean
 from benchmark.data.cleaning import clean_pairs
-from benchmark.splits import make_split
+from benchmark.evaluation.bootstrap import bootstrap_mean
+from benchmark.splits.splitters import make_split
 
-POOL = ["CCO", "CCN", "CCC", "c1ccccc1", "c1ccncc1", "C1CCCCC1", "CC(=O)O", "c1ccc2ccccc2c1", "C1CCNCC1", "CCOC(=O)C",
-        "c1ccoc1", "c1ccsc1", "CC(C)O", "OC1CCCC1", "c1ccc(O)cc1", "NC1CCCCC1", "c1cnc2ccccc2c1", "CCCCCC", "C1CC1",
-        "c1ccc(-c2ccccc2)cc1", "O=C1CCCN1", "c1cc[nH]c1", "CC(C)(C)O", "C1COCCN1"]
+POOL = [
+    "CCO",
+    "CCN",
+    "CCC",
+    "c1ccccc1",
+    "c1ccncc1",
+    "C1CCCCC1",
+    "CC(=O)O",
+    "c1ccc2ccccc2c1",
+    "C1CCNCC1",
+    "CCOC(=O)C",
+    "c1ccoc1",
+    "c1ccsc1",
+    "CC(C)O",
+    "OC1CCCC1",
+    "c1ccc(O)cc1",
+    "NC1CCCCC1",
+    "c1cnc2ccccc2c1",
+    "CCCCCC",
+    "C1CC1",
+    "c1ccc(-c2ccccc2)cc1",
+    "O=C1CCCN1",
+    "c1cc[nH]c1",
+    "CC(C)(C)O",
+    "C1COCCN1",
+]
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=st.lists(st.floats(0, 1), min_size=1, max_size=200), seed=st.integers(0, 1000),
-       grouped=st.booleans())
+@given(values=st.lists(st.floats(0, 1), min_size=1, max_size=200), seed=st.integers(0, 1000), grouped=st.booleans())
 def test_a_confidence_interval_contains_its_estimate(values, seed, grouped):
     groups = np.arange(len(values)) % 5 if grouped else None
     estimate = bootstrap_mean(values, groups=groups, n_boot=200, seed=seed)
@@ -27,13 +49,24 @@ def test_a_confidence_interval_contains_its_estimate(values, seed, grouped):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(molecules=st.lists(st.sampled_from(POOL), min_size=12, max_size=60), targets=st.integers(1, 6),
-       seed=st.integers(0, 50), name=st.sampled_from(["random", "scaffold", "pair"]))
+@given(
+    molecules=st.lists(st.sampled_from(POOL), min_size=12, max_size=60),
+    targets=st.integers(1, 6),
+    seed=st.integers(0, 50),
+    name=st.sampled_from(["random", "scaffold", "pair"]),
+)
 def test_splits_are_disjoint_and_cover_the_data(molecules, targets, seed, name):
-    frame = pd.DataFrame({"molecule_id": [f"m{POOL.index(m)}" for m in molecules], "smiles": molecules,
-                          "mechanism": [f"mechanism {i % 7}" for i in range(len(molecules))],
-                          "target_id": [f"T{i % targets}" for i in range(len(molecules))],
-                          "target_name": None, "action_type": None, "drug_name": None})
+    frame = pd.DataFrame(
+        {
+            "molecule_id": [f"m{POOL.index(m)}" for m in molecules],
+            "smiles": molecules,
+            "mechanism": [f"mechanism {i % 7}" for i in range(len(molecules))],
+            "target_id": [f"T{i % targets}" for i in range(len(molecules))],
+            "target_name": None,
+            "action_type": None,
+            "drug_name": None,
+        }
+    )
     dataset = clean_pairs(frame.astype("string"), source="generated", has_groups=True)
     if dataset.n_molecules < 10:
         return

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.search_space import SearchSpace
-from benchmark.tuning import StudySettings, make_tuner, trial_device
+from benchmark.tuning.search import StudySettings, make_tuner
+from benchmark.tuning.space import SearchSpace
+from benchmark.tuning.trainable import trial_device
 
 
 def probe(config):
@@ -15,8 +16,15 @@ def probe(config):
 
     started = time.time()
     time.sleep(6)  # long enough for four workers to start side by side on a loaded 2-core machine
-    tune.report({"objective": 0.0, "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "device": trial_device(),
-                 "start": started, "end": time.time()})
+    tune.report(
+        {
+            "objective": 0.0,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "device": trial_device(),
+            "start": started,
+            "end": time.time(),
+        }
+    )
 
 
 @pytest.fixture
@@ -25,15 +33,23 @@ def ray_one_logical_gpu():
 
     ray.shutdown()
     tests = str(Path(__file__).resolve().parent)  # workers import `probe` from this module
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    ray.init(
+        num_cpus=4,
+        num_gpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": tests}},
+    )
     yield
     ray.shutdown()
 
 
 def test_four_trials_share_one_gpu_at_a_quarter_each(ray_one_logical_gpu, tmp_path):
     space = SearchSpace(name="probe", parameters={"loss/temperature": {"type": "float", "low": 0.05, "high": 0.1}})
-    settings = StudySettings(name="gpu-probe", storage_path=tmp_path, num_samples=8, gpus_per_trial=0.25, cpus_per_trial=1)
+    settings = StudySettings(
+        name="gpu-probe", storage_path=tmp_path, num_samples=8, gpus_per_trial=0.25, cpus_per_trial=1
+    )
     grid = make_tuner(probe, settings, space, callbacks=[]).fit()
     results = [r.metrics for r in grid]
     assert len(results) == 8 and all(r["gpu_ids"] == ["0"] for r in results)

@@ -7,16 +7,21 @@ import subprocess
 
 import pytest
 
-from benchmark.report import PAPER_TABLE1, ReportData, Row, generate_report, paper_comparison
-from benchmark.runner import RunOptions, run_suite
+from benchmark.report.base import PAPER_TABLE1, ReportData, Row
+from benchmark.report.generate import generate_report
+from benchmark.report.markdown import paper_comparison
+from benchmark.run.options import RunOptions
+from benchmark.run.suite import run_suite
 
 
 @pytest.fixture(scope="module")
 def tiny_store(ray_local, tiny_suite, tmp_path_factory):
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    run_suite(RunOptions(suite="tiny", tracking_uri=uri, output=str(folder / "out"), allow_download=False),
-              progress=lambda line: None)
+    run_suite(
+        RunOptions(suite="tiny", tracking_uri=uri, output=str(folder / "out"), allow_download=False),
+        progress=lambda line: None,
+    )
     return uri
 
 
@@ -43,7 +48,7 @@ def test_report_from_mlflow(tiny_store, tmp_path):
 
 
 def test_unknown_experiment_suggests(tiny_store, tmp_path):
-    from benchmark.errors import UnknownNameError
+    from benchmark.core.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="Did you mean 'benchmark-tiny'"):
         generate_report(tiny_store, experiments=["benchmark-tinny"], out=tmp_path)
@@ -51,21 +56,47 @@ def test_unknown_experiment_suggests(tiny_store, tmp_path):
 
 def test_paper_comparison_places_our_numbers_next_to_table_1():
     def row(task, kind, r1, leaky=False, mode="text_to_molecule"):
-        return Row(task, "s", kind, "run", leaky, f"{mode}/recall@1", "text_rich", "0,1,2",
-                   metrics={f"{mode}/recall@1": {"value": r1, "ci_low": r1 - 0.05, "ci_high": r1 + 0.05, "n": 200},
-                    f"{mode}/mrr": {"value": r1 + 0.1, "ci_low": r1, "ci_high": r1 + 0.2, "n": 200}})
+        return Row(
+            task,
+            "s",
+            kind,
+            "run",
+            leaky,
+            f"{mode}/recall@1",
+            "text_rich",
+            "0,1,2",
+            metrics={
+                f"{mode}/recall@1": {"value": r1, "ci_low": r1 - 0.05, "ci_high": r1 + 0.05, "n": 200},
+                f"{mode}/mrr": {"value": r1 + 0.1, "ci_low": r1, "ci_high": r1 + 0.2, "n": 200},
+            },
+        )
 
-    data = ReportData(rows={
-        "paper-pair-global": [row("paper-pair-global", "bridge", 0.577, True), row("paper-pair-global", "untrained heads", 0.008, True)],
-        "paper-scaffold-global": [row("paper-scaffold-global", "bridge", 0.199)],
-        "paper-scaffold-grouped": [row("paper-scaffold-grouped", "bridge", 0.341, mode="text_to_molecule_grouped")],
-    }, trials=None, artifacts={}, experiments=["benchmark-paper"])
+    data = ReportData(
+        rows={
+            "paper-pair-global": [
+                row("paper-pair-global", "bridge", 0.577, True),
+                row("paper-pair-global", "untrained heads", 0.008, True),
+            ],
+            "paper-scaffold-global": [row("paper-scaffold-global", "bridge", 0.199)],
+            "paper-scaffold-grouped": [row("paper-scaffold-grouped", "bridge", 0.341, mode="text_to_molecule_grouped")],
+        },
+        trials=None,
+        artifacts={},
+        experiments=["benchmark-paper"],
+    )
     header, body, found = paper_comparison(data)
     assert found and len(body) == len(PAPER_TABLE1)
     by_setting = {r[0]: r for r in body}
-    assert by_setting["ECFP4 + text_rich bridge"][4].startswith("0.577") and "LEAKY" in by_setting["ECFP4 + text_rich bridge"][7]
+    assert (
+        by_setting["ECFP4 + text_rich bridge"][4].startswith("0.577")
+        and "LEAKY" in by_setting["ECFP4 + text_rich bridge"][7]
+    )
     scaffold = by_setting["Scaffold split (ECFP4 + text_rich)"]
-    assert scaffold[1:4] == ["0.150", "0.228", "0.317"] and scaffold[4].startswith("0.199") and scaffold[6].startswith("0.341")
+    assert (
+        scaffold[1:4] == ["0.150", "0.228", "0.317"]
+        and scaffold[4].startswith("0.199")
+        and scaffold[6].startswith("0.341")
+    )
     assert by_setting["Frozen encoders (ChemBERTa + PubMedBERT)"][4].startswith("0.008")
 
 
@@ -78,19 +109,35 @@ def test_html_renders_in_headless_chromium_without_console_errors(tiny_store, tm
     shot = tmp_path / "leaderboard.png"
     profile = tmp_path / "profile"
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400",
-         f"--screenshot={shot}", written["html"].resolve().as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            written["html"].resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 20_000, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
 
 
 def test_report_on_a_missing_sqlite_store_creates_nothing(tmp_path):
-    from benchmark.errors import BenchmarkError
-    from benchmark.report import generate_report
+    from benchmark.core.errors import BenchmarkError
+    from benchmark.report.generate import generate_report
 
     db = tmp_path / "nowhere" / "mlflow.db"
     with pytest.raises(BenchmarkError, match="no MLflow store"):
@@ -103,7 +150,7 @@ def _copy_store(uri: str, to) -> str:
     import sqlite3
     from pathlib import Path
 
-    source = Path(uri[len("sqlite:///"):]).parent
+    source = Path(uri[len("sqlite:///") :]).parent
     shutil.copytree(source, to)
     with sqlite3.connect(to / "mlflow.db") as db:
         for table, column in (("runs", "artifact_uri"), ("experiments", "artifact_location")):
@@ -120,8 +167,12 @@ def test_report_skips_tasks_without_artifacts_draws_each_study_once_and_alters_n
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("benchmark-tiny").experiment_id
     parent = client.search_runs([experiment], "tags.stage = 'task' and tags.task = 'tiny-grouped'")[0]
-    (tmp_path / "store" / parent.info.artifact_uri.split(str(tmp_path / "store"))[1].lstrip("/")
-     / "per_query_ranks.parquet").unlink()
+    (
+        tmp_path
+        / "store"
+        / parent.info.artifact_uri.split(str(tmp_path / "store"))[1].lstrip("/")
+        / "per_query_ranks.parquet"
+    ).unlink()
     trial = client.search_runs([experiment], "tags.stage = 'trial' and tags.task = 'tiny-global'")[0]
     client.delete_run(trial.info.run_id)  # the study's trials now differ between its two tasks
     digest = hashlib.sha256((tmp_path / "store" / "mlflow.db").read_bytes()).hexdigest()
@@ -147,7 +198,7 @@ def test_mlflow_ui_opens_the_saved_task_view_with_ci_columns(tiny_store, tmp_pat
 
     import mlflow
 
-    from benchmark.views import SHARED_VIEW_PREFIX, VIEW_TASKS
+    from benchmark.tracking.views import SHARED_VIEW_PREFIX, VIEW_TASKS
 
     client = mlflow.MlflowClient(tiny_store)
     experiment = client.get_experiment_by_name("benchmark-tiny")
@@ -158,9 +209,25 @@ def test_mlflow_ui_opens_the_saved_task_view_with_ci_columns(tiny_store, tmp_pat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tiny_store,
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            tiny_store,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "w"),
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while True:
@@ -173,9 +240,24 @@ def test_mlflow_ui_opens_the_saved_task_view_with_ci_columns(tiny_store, tmp_pat
         shot = tmp_path / "mlflow_ui_tasks.png"
         url = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey={VIEW_TASKS}"
         done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=2600,900", "--virtual-time-budget=20000",
-             f"--screenshot={shot}", "--dump-dom", url], capture_output=True, text=True, timeout=180)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--window-size=2600,900",
+                "--virtual-time-budget=20000",
+                f"--screenshot={shot}",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -184,7 +266,12 @@ def test_mlflow_ui_opens_the_saved_task_view_with_ci_columns(tiny_store, tmp_pat
     assert "Training runs" in text and "tiny-global" in text and "tiny-grouped" in text, text[:3000]
     for run in tasks:  # each task's primary metric, its CI bounds and n as columns, with the values
         for suffix in ("", "_ci_low", "_ci_high"):
-            key = "test.text_to_molecule" + ("_grouped" if "grouped" in run.data.tags["task"] else "") + ".recall_at_1" + suffix
+            key = (
+                "test.text_to_molecule"
+                + ("_grouped" if "grouped" in run.data.tags["task"] else "")
+                + ".recall_at_1"
+                + suffix
+            )
             assert key in text, key
             assert repr(run.data.metrics[key])[:6] in text, (key, run.data.metrics[key])
     assert "| trial " not in text and "final seed" not in text  # only the task parents

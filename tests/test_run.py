@@ -12,14 +12,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-
-from benchmark.runner import RunOptions, run_suite
 from suite_helpers import TINY_SPACE, write_suite
+
+from benchmark.run.options import RunOptions
+from benchmark.run.suite import run_suite
 
 
 def runs_of(uri: str, experiment: str):
@@ -40,15 +40,23 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
     # every trial trained once, logged under each task of its split
     trial_ids = {r.data.tags["trial_id"] for r in by_stage["trial"]}
     assert len(trial_ids) == 4 and len(by_stage["trial"]) == 8
-    assert all(r.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents.values()} for r in by_stage["trial"])
+    assert all(
+        r.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents.values()} for r in by_stage["trial"]
+    )
     assert len(by_stage["final"]) == 4  # 2 tasks x 2 seeds
     glob = parents["tiny-global"]
     metrics = glob.data.metrics
     value = metrics["test.text_to_molecule.recall_at_1"]
-    assert metrics["test.text_to_molecule.recall_at_1_ci_low"] <= value <= metrics["test.text_to_molecule.recall_at_1_ci_high"]
+    assert (
+        metrics["test.text_to_molecule.recall_at_1_ci_low"]
+        <= value
+        <= metrics["test.text_to_molecule.recall_at_1_ci_high"]
+    )
     assert metrics["test.text_to_molecule.recall_at_1_n"] > 5
     assert glob.data.params["chosen.loss.temperature"]
-    assert glob.data.tags["dataset_fingerprint"] and glob.data.tags["package_version"] and glob.data.tags["split_checksum"]
+    assert (
+        glob.data.tags["dataset_fingerprint"] and glob.data.tags["package_version"] and glob.data.tags["split_checksum"]
+    )
     assert glob.data.tags["encoders"] == "ecfp4+tfidf" and by_stage["trial"][0].data.tags["encoders"] == "ecfp4+tfidf"
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("benchmark-tiny")
@@ -56,7 +64,13 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert experiment.tags["mlflow.note.content"] == "Suite tiny: tiny test suite"
     artifacts = {a.path for a in client.list_artifacts(glob.info.run_id)}
-    assert {"config.yaml", "final.json", "per_query_ranks.parquet", "cosine_heatmap.png", "recall_at_k.png"} <= artifacts
+    assert {
+        "config.yaml",
+        "final.json",
+        "per_query_ranks.parquet",
+        "cosine_heatmap.png",
+        "recall_at_k.png",
+    } <= artifacts
     trial_run = by_stage["trial"][0]
     assert len(client.get_metric_history(trial_run.info.run_id, "train.loss")) == 10  # per-epoch curve
     assert len(client.get_metric_history(trial_run.info.run_id, "val.text_to_molecule.recall_at_1")) == 2
@@ -65,7 +79,13 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
     assert saved == json.loads(json.dumps(results))
     final = saved["tasks"]["tiny-grouped"]["final"]
     assert set(final["metrics"]) == {"text_to_molecule_grouped", "molecule_to_text_grouped"}
-    assert set(final["metrics"]["text_to_molecule_grouped"]["recall@1"]) >= {"value", "ci_low", "ci_high", "n", "n_groups"}
+    assert set(final["metrics"]["text_to_molecule_grouped"]["recall@1"]) >= {
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+        "n_groups",
+    }
     assert final["split"]["evaluated"] == "test" and final["seeds"] == [0, 1]
     assert "tiny-global" in capsys.readouterr().out
 
@@ -76,14 +96,20 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
 
 def test_a_crashing_trial_is_recorded_and_the_study_goes_on(ray_local, tmp_path, tiny_csv, monkeypatch):
     # memory_bank with 3 heads cannot split d = 32: such trials raise inside the worker
-    space = {**TINY_SPACE, "terms": {}, "parameters": {
-        "bridge/head": {"type": "categorical", "choices": ["linear", "memory_bank"]},
-        "bridge/memory_heads": {"type": "categorical", "choices": [3, 4]}}}
+    space = {
+        **TINY_SPACE,
+        "terms": {},
+        "parameters": {
+            "bridge/head": {"type": "categorical", "choices": ["linear", "memory_bank"]},
+            "bridge/memory_heads": {"type": "categorical", "choices": [3, 4]},
+        },
+    }
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=8, name="crashy", prefix="crashy")
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(folder))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    results = run_suite(RunOptions(suite="crashy", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False,
-                                   asha=True))  # early stopping on the validation objective, with failures
+    results = run_suite(
+        RunOptions(suite="crashy", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False, asha=True)
+    )  # early stopping on the validation objective, with failures
     trials = results["tasks"]["crashy-global"]["trials"]
     assert trials["failed"] >= 1 and trials["finished"] >= 1 and trials["failed"] + trials["finished"] == 8
     runs = runs_of(uri, "benchmark-crashy")
@@ -94,8 +120,9 @@ def test_a_crashing_trial_is_recorded_and_the_study_goes_on(ray_local, tmp_path,
     error_text = Path(failed[0].data.tags["error"]).read_text()
     assert error_text.count("Failure #") == 3 and "not trained again" in error_text
     finished = [r for r in runs if r.data.tags.get("status") == "finished" and r.data.tags.get("stage") == "trial"]
-    assert finished and all(r.data.tags["attempts"] == "1" and r.data.tags["ray.node_id"] and r.data.tags["ray.host"]
-                            for r in finished)
+    assert finished and all(
+        r.data.tags["attempts"] == "1" and r.data.tags["ray.node_id"] and r.data.tags["ray.host"] for r in finished
+    )
     assert "final" in results["tasks"]["crashy-global"]
 
 
@@ -109,9 +136,26 @@ def free_port() -> int:
 def mlflow_server(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -130,18 +174,21 @@ def mlflow_server(tmp_path):
 
 def test_run_against_a_real_mlflow_server(ray_local, tiny_suite, tmp_path, mlflow_server):
     run_suite(RunOptions(suite="tiny", tracking_uri=mlflow_server, output=str(tmp_path / "out"), allow_download=False))
-    request = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=benchmark-tiny")
+    request = urllib.request.Request(
+        f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=benchmark-tiny"
+    )
     experiment_id = json.load(urllib.request.urlopen(request))["experiment"]["experiment_id"]
     body = json.dumps({"experiment_ids": [experiment_id], "max_results": 1000}).encode()
-    search = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/runs/search", data=body,
-                                    headers={"Content-Type": "application/json"})
+    search = urllib.request.Request(
+        f"{mlflow_server}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+    )
     runs = json.load(urllib.request.urlopen(search))["runs"]
     stages = sorted(t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "stage")
     assert stages.count("task") == 2 and stages.count("trial") == 8 and stages.count("final") == 4
 
 
 def test_unreachable_tracking_server_fails_before_training(tiny_suite, tmp_path):
-    from benchmark.errors import BenchmarkError
+    from benchmark.core.errors import BenchmarkError
 
     with pytest.raises(BenchmarkError, match="unreachable"):
         run_suite(RunOptions(suite="tiny", tracking_uri=f"http://127.0.0.1:{free_port()}", output=str(tmp_path / "o")))
@@ -153,8 +200,21 @@ def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=6, name="slow", prefix="slow")
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [sys.executable, "-m", "benchmark", "run", "--suite", "slow", "--tracking-uri", uri, "--output",
-            str(tmp_path / "out"), "--max-concurrent", "1", "--offline"]
+    args = [
+        sys.executable,
+        "-m",
+        "benchmark",
+        "run",
+        "--suite",
+        "slow",
+        "--tracking-uri",
+        uri,
+        "--output",
+        str(tmp_path / "out"),
+        "--max-concurrent",
+        "1",
+        "--offline",
+    ]
     log_file = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 240
@@ -167,7 +227,9 @@ def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
             continue
         if logged >= 4:  # two trials x two tasks
             break
-    assert proc.poll() is None, "the run ended before it could be interrupted:\n" + (tmp_path / "first.log").read_text()[-3000:]
+    assert proc.poll() is None, (
+        "the run ended before it could be interrupted:\n" + (tmp_path / "first.log").read_text()[-3000:]
+    )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
@@ -185,20 +247,48 @@ def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
 
 
 def test_resources_the_cluster_cannot_hold_are_refused_before_anything_launches(ray_local, tiny_suite, tmp_path):
-    from benchmark.errors import BenchmarkError
+    from benchmark.core.errors import BenchmarkError
 
     with pytest.raises(BenchmarkError, match="asks for 1.0 GPU but the Ray cluster has 0"):
-        run_suite(RunOptions(suite="tiny", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", output=str(tmp_path / "o"),
-                             gpus_per_trial=1.0, allow_download=False))
+        run_suite(
+            RunOptions(
+                suite="tiny",
+                tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+                output=str(tmp_path / "o"),
+                gpus_per_trial=1.0,
+                allow_download=False,
+            )
+        )
     assert not (tmp_path / "o" / "ray").exists()
 
 
 def test_two_runs_share_one_sqlite_store_at_once(tiny_suite, tmp_path):
     uri = f"sqlite:///{tmp_path / 'shared.db'}"
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(tiny_suite)}
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--suite", "tiny", "--tracking-uri", uri,
-                               "--output", str(tmp_path / f"out{i}"), "--offline", "--cpus-per-trial", "1"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmark",
+                "run",
+                "--suite",
+                "tiny",
+                "--tracking-uri",
+                uri,
+                "--output",
+                str(tmp_path / f"out{i}"),
+                "--offline",
+                "--cpus-per-trial",
+                "1",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outputs)
     runs = runs_of(uri, "benchmark-tiny")
@@ -211,7 +301,7 @@ def test_one_run_per_output_folder_at_a_time(tiny_suite, tmp_path):
     """A second run on a folder that a live run holds is refused, naming the holder; nothing of it is touched."""
     from filelock import FileLock
 
-    from benchmark.errors import BenchmarkError
+    from benchmark.core.errors import BenchmarkError
 
     out = tmp_path / "out"
     out.mkdir()
@@ -222,8 +312,11 @@ def test_one_run_per_output_folder_at_a_time(tiny_suite, tmp_path):
     held.acquire()
     try:
         with pytest.raises(BenchmarkError, match=r"in use by another run \(pid 4242 on node-a"):
-            run_suite(RunOptions(suite="tiny", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", output=str(out),
-                                 allow_download=False))
+            run_suite(
+                RunOptions(
+                    suite="tiny", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", output=str(out), allow_download=False
+                )
+            )
     finally:
         held.release()
     assert json.loads((out / "run_state.json").read_text())["run_uid"] == "abc"  # the holder's state is intact
@@ -233,7 +326,7 @@ def test_one_run_per_output_folder_at_a_time(tiny_suite, tmp_path):
 def test_a_failure_mid_run_leaves_no_mlflow_run_running(ray_local, tiny_suite, tmp_path, monkeypatch):
     """The finals crash after the study logged its parents and trials: the error surfaces, and every run of this
     run_uid is ended FAILED (not left RUNNING in the MLflow UI)."""
-    import benchmark.runner as runner
+    import benchmark.run.holdout as runner
 
     def broken_finals(*args, **kwargs):
         raise RuntimeError("disk full while training the finals")
@@ -241,8 +334,10 @@ def test_a_failure_mid_run_leaves_no_mlflow_run_running(ray_local, tiny_suite, t
     monkeypatch.setattr(runner, "run_finals", broken_finals)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(RuntimeError, match="disk full"):
-        run_suite(RunOptions(suite="tiny", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False),
-                  progress=lambda line: None)
+        run_suite(
+            RunOptions(suite="tiny", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False),
+            progress=lambda line: None,
+        )
     runs = runs_of(uri, "benchmark-tiny")
     assert [r for r in runs if r.data.tags["stage"] == "task"]
     assert {r.info.status for r in runs} <= {"FINISHED", "FAILED"}

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from benchmark.chem import murcko_scaffold
-from benchmark.errors import ConfigError, DataError, UnknownNameError
-from benchmark.splits import make_split
+from benchmark.core.errors import ConfigError, DataError, UnknownNameError
+from benchmark.data.chem import murcko_scaffold
+from benchmark.splits.splitters import make_split
 
 
 def side_keys(dataset, split, side, column="structure_key"):
@@ -30,7 +30,9 @@ def test_random_split_is_molecule_disjoint(snapshot):
 
 def test_scaffold_split_is_scaffold_disjoint(snapshot):
     split = make_split(snapshot, "scaffold", seed=0)
-    scaffolds = {side: {murcko_scaffold(k) for k in side_keys(snapshot, split, side)} for side in ("train", "val", "test")}
+    scaffolds = {
+        side: {murcko_scaffold(k) for k in side_keys(snapshot, split, side)} for side in ("train", "val", "test")
+    }
     assert not (scaffolds["train"] & scaffolds["test"])
     assert not (scaffolds["train"] & scaffolds["val"]) and not (scaffolds["val"] & scaffolds["test"])
     assert len(scaffolds["test"]) > 50

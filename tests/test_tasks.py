@@ -3,10 +3,10 @@
 import optuna
 import pytest
 
-from benchmark.errors import ConfigError, UnknownNameError
-from benchmark.registry import DuplicateNameError
-from benchmark.search_space import SearchSpace, load_search_space
-from benchmark.tasks import TASKS, get_suite, get_task, load_registry, register_task
+from benchmark.core.errors import ConfigError, UnknownNameError
+from benchmark.core.registry import DuplicateNameError
+from benchmark.tasks.specs import TASKS, get_suite, get_task, load_registry, register_task
+from benchmark.tuning.space import SearchSpace, load_search_space
 
 
 def test_default_registry_has_the_documented_tasks_and_suites():
@@ -36,17 +36,20 @@ def test_register_from_python_and_refuse_duplicates():
         register_task({"name": "py-task", "description": "again"})
 
 
-@pytest.mark.parametrize("body,message", [
-    ("name: t1\ndescription: x\nsplit: {name: scafold}\n", "Did you mean 'scaffold'"),
-    ("name: t2\ndescription: x\nsplit: {fractions: [0.8, 0.1, 0.2]}\n", "summing to 1"),
-    ("name: t3\ndescription: x\nretrieval: grouped\nprimary_metric: recall@5\n", "not one of"),
-    ("name: t4\ndescription: x\ncolour: blue\n", "colour"),
-    ("name: t5\ndescription: [unclosed\n", "broken YAML"),
-    ("- just\n- a list\n", "mapping"),
-    ("name: t6\ndescription: x\nsplit: {name: pair}\nprotocol: {kind: repeated_cv}\n", "non-leaky split"),
-    ("name: t7\ndescription: x\nprotocol: {kind: repeated_cv, folds: 1}\n", "folds"),
-    ("name: t8\ndescription: x\nprotocol: bootstrap\n", "protocol.kind"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("name: t1\ndescription: x\nsplit: {name: scafold}\n", "Did you mean 'scaffold'"),
+        ("name: t2\ndescription: x\nsplit: {fractions: [0.8, 0.1, 0.2]}\n", "summing to 1"),
+        ("name: t3\ndescription: x\nretrieval: grouped\nprimary_metric: recall@5\n", "not one of"),
+        ("name: t4\ndescription: x\ncolour: blue\n", "colour"),
+        ("name: t5\ndescription: [unclosed\n", "broken YAML"),
+        ("- just\n- a list\n", "mapping"),
+        ("name: t6\ndescription: x\nsplit: {name: pair}\nprotocol: {kind: repeated_cv}\n", "non-leaky split"),
+        ("name: t7\ndescription: x\nprotocol: {kind: repeated_cv, folds: 1}\n", "folds"),
+        ("name: t8\ndescription: x\nprotocol: bootstrap\n", "protocol.kind"),
+    ],
+)
 def test_bad_task_files_are_explained(tmp_path, body, message):
     (tmp_path / "bad.yaml").write_text(body)
     with pytest.raises((ConfigError, UnknownNameError), match=message):
@@ -86,19 +89,29 @@ def test_nested_tune_config_and_overrides():
     assert cfg.loss.temperature == 0.05 and cfg.seed == 7 and cfg.optim.epochs == 30
 
 
-@pytest.mark.parametrize("spec,message", [
-    ({"parameters": {"loss/temperature": {"type": "float", "low": -1, "high": 0.1}}}, "temperature"),
-    ({"parameters": {"loss/temprature": {"type": "float", "low": 0.01, "high": 0.1}}}, "temprature"),
-    ({"parameters": {"loss/temperature": {"type": "float", "low": 0.2, "high": 0.1}}}, "low <= high"),
-    ({"parameters": {"bridge/head": {"type": "categorical", "choices": []}}}, "choices"),
-    ({"parameters": {"terms/x": {"type": "categorical", "choices": [1]}}}, "reserved"),
-    ({"parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "step": 1e-4}}},
-     "log scale with a step"),
-    ({"parameters": {"bridge/dim": {"type": "int", "low": 64, "high": 512, "log": True, "step": 64}}},
-     "log scale with a step"),
-    ({"parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "step": 0}}}, "step' must be positive"),
-    ({"parameters": {"bridge/dim": {"type": "int", "low": 64.5, "high": 512}}}, "whole low, high and step"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ({"parameters": {"loss/temperature": {"type": "float", "low": -1, "high": 0.1}}}, "temperature"),
+        ({"parameters": {"loss/temprature": {"type": "float", "low": 0.01, "high": 0.1}}}, "temprature"),
+        ({"parameters": {"loss/temperature": {"type": "float", "low": 0.2, "high": 0.1}}}, "low <= high"),
+        ({"parameters": {"bridge/head": {"type": "categorical", "choices": []}}}, "choices"),
+        ({"parameters": {"terms/x": {"type": "categorical", "choices": [1]}}}, "reserved"),
+        (
+            {"parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "step": 1e-4}}},
+            "log scale with a step",
+        ),
+        (
+            {"parameters": {"bridge/dim": {"type": "int", "low": 64, "high": 512, "log": True, "step": 64}}},
+            "log scale with a step",
+        ),
+        (
+            {"parameters": {"optim/lr": {"type": "float", "low": 1e-4, "high": 1e-2, "step": 0}}},
+            "step' must be positive",
+        ),
+        ({"parameters": {"bridge/dim": {"type": "int", "low": 64.5, "high": 512}}}, "whole low, high and step"),
+    ],
+)
 def test_invalid_search_spaces(tmp_path, spec, message):
     import yaml
 
@@ -109,13 +122,15 @@ def test_invalid_search_spaces(tmp_path, spec, message):
 
 
 def test_encoder_choices_are_known_up_front():
-    space = SearchSpace(name="e", parameters={"mol_encoder/name": {"type": "categorical", "choices": ["ecfp4", "maccs"]}})
+    space = SearchSpace(
+        name="e", parameters={"mol_encoder/name": {"type": "categorical", "choices": ["ecfp4", "maccs"]}}
+    )
     mols, texts = space.encoder_choices()
     assert [m["name"] for m in mols] == ["ecfp4", "maccs"] and [t["name"] for t in texts] == ["minilm"]
 
 
 def test_protocols_of_the_shipped_tasks_and_systems():
-    from benchmark.tasks import get_system
+    from benchmark.tasks.specs import get_system
 
     default = get_suite("default")
     assert len(default.systems) >= 4 and {"untrained-heads", "paper-defaults", "tuned-linear"} <= set(default.systems)
@@ -130,20 +145,35 @@ def test_protocols_of_the_shipped_tasks_and_systems():
     assert tuned.parameters and not fixed.parameters and not fixed.terms
     assert load_search_space(get_system("untrained-heads").search_space).trial_config({}).optim.epochs == 0
     # the same split under another protocol does not share trials
-    holdout = register_task({"name": "scaffold-global-holdout-copy", "description": "x", "split": {"name": "scaffold"},
-                             "protocol": "holdout"})
+    holdout = register_task(
+        {
+            "name": "scaffold-global-holdout-copy",
+            "description": "x",
+            "split": {"name": "scaffold"},
+            "protocol": "holdout",
+        }
+    )
     assert holdout.split_key() != get_task("scaffold-global").split_key()
 
 
-@pytest.mark.parametrize("suite,message", [
-    ("s1:\n  description: x\n  tasks: [scaffold-global, paper-scaffold-global]\n  systems: [paper-defaults, untrained-heads]\n",
-     "mixes holdout and repeated_cv"),
-    ("s2:\n  description: x\n  tasks: [scaffold-global]\n", "at least two 'systems'"),
-    ("s3:\n  description: x\n  tasks: [paper-scaffold-global]\n  systems: [paper-defaults, untrained-heads]\n",
-     "are holdout"),
-    ("s4:\n  description: x\n  tasks: [scaffold-global]\n  systems: [paper-default, untrained-heads]\n",
-     "Did you mean 'paper-defaults'"),
-])
+@pytest.mark.parametrize(
+    "suite,message",
+    [
+        (
+            "s1:\n  description: x\n  tasks: [scaffold-global, paper-scaffold-global]\n  systems: [paper-defaults, untrained-heads]\n",
+            "mixes holdout and repeated_cv",
+        ),
+        ("s2:\n  description: x\n  tasks: [scaffold-global]\n", "at least two 'systems'"),
+        (
+            "s3:\n  description: x\n  tasks: [paper-scaffold-global]\n  systems: [paper-defaults, untrained-heads]\n",
+            "are holdout",
+        ),
+        (
+            "s4:\n  description: x\n  tasks: [scaffold-global]\n  systems: [paper-default, untrained-heads]\n",
+            "Did you mean 'paper-defaults'",
+        ),
+    ],
+)
 def test_suites_that_cannot_run_are_refused(tmp_path, suite, message):
     get_task("scaffold-global")  # default tasks and systems loaded
     (tmp_path / "suites.yaml").write_text(suite)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.bridge import Bridge
-from benchmark.config import BridgeConfig, LossConfig, OptimConfig, TrialConfig
-from benchmark.splits import make_split
-from benchmark.trial import prepare_trial_data, run_trial
+from benchmark.model.bridge import Bridge
+from benchmark.model.config import BridgeConfig, LossConfig, OptimConfig, TrialConfig
+from benchmark.splits.splitters import make_split
+from benchmark.training.trial import prepare_trial_data, run_trial
 
 
 @pytest.mark.parametrize("head", ["linear", "mlp", "memory_bank"])
@@ -28,8 +28,12 @@ def test_memory_bank_dim_must_split_into_heads():
 
 
 def quick(**loss):
-    return TrialConfig(text_encoder={"name": "tfidf"}, optim=OptimConfig(epochs=15, batch_size=64),
-                       bridge=BridgeConfig(dim=32), loss=LossConfig(**loss))
+    return TrialConfig(
+        text_encoder={"name": "tfidf"},
+        optim=OptimConfig(epochs=15, batch_size=64),
+        bridge=BridgeConfig(dim=32),
+        loss=LossConfig(**loss),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +60,9 @@ def test_training_learns_the_training_pairs(tiny_setup):
     assert trained > 0.6 and untrained < 0.3
 
 
-@pytest.mark.parametrize("loss", [dict(margin=0.2, hard_negative_beta=2.0, same_target_weight=2.0),
-                                  dict(u2u_weight=1.0, u2c_weight=1.0)])
+@pytest.mark.parametrize(
+    "loss", [dict(margin=0.2, hard_negative_beta=2.0, same_target_weight=2.0), dict(u2u_weight=1.0, u2c_weight=1.0)]
+)
 def test_every_loss_combination_trains(tiny_setup, loss):
     split, data = tiny_setup
     result = run_trial(quick(**loss), data, split, side="val", n_boot=50)
@@ -82,11 +87,15 @@ def test_shared_space_encoders_get_a_plain_cosine_baseline(tiny_dataset):
     assert result.cosine_baseline is not None and "text_to_molecule" in result.cosine_baseline
 
 
-@pytest.mark.parametrize("loss", [{}, {"margin": 0.1}, {"hard_negative_beta": 2.0}, {"u2u_weight": 1.0, "u2c_weight": 0.5}])
+@pytest.mark.parametrize(
+    "loss", [{}, {"margin": 0.1}, {"hard_negative_beta": 2.0}, {"u2u_weight": 1.0, "u2c_weight": 0.5}]
+)
 def test_fast_and_reference_implementations_agree(tiny_setup, loss):
     split, data = tiny_setup
     fast = run_trial(quick(**loss), data, split, side="val", n_boot=50)
-    reference = run_trial(quick(**loss).model_copy(update={"implementation": "reference"}), data, split, side="val", n_boot=50)
+    reference = run_trial(
+        quick(**loss).model_copy(update={"implementation": "reference"}), data, split, side="val", n_boot=50
+    )
     for a, b in zip(fast.history, reference.history, strict=True):
         assert abs(a["loss"] - b["loss"]) <= 1e-4 * max(1.0, abs(b["loss"]))
     n = fast.metrics["text_to_molecule"]["recall@1"]["n"]

@@ -1,4 +1,5 @@
-"""Data: ChEMBL download, snapshot and bring-your-own loaders, cleaning, text fields."""
+"""Layer 1: the pairs. ChEMBL download, registered datasets and their cards, bring-your-own loaders, cleaning
+(RDKit structure keys, the hostile-structure guard) and text fields."""
 
 from benchmark.data.cleaning import PairDataset, clean_pairs
 from benchmark.data.loaders import ColumnMap, load_dataset, read_table

@@ -12,9 +12,12 @@ resources (`molecule`, `mechanism`, `target`) serving recorded responses.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -22,8 +25,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from benchmark.cache import atomic_write_bytes, cache_dir
-from benchmark.errors import DownloadError
+from benchmark.core.errors import DownloadError
+from benchmark.core.io import atomic_write_bytes, cache_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +41,9 @@ CHUNK = 50  # ids per `__in` filter: keeps URLs short
 def new_chembl_client():
     """The real client (imported lazily: it needs network at import time)."""
     try:
-        from chembl_webresource_client.new_client import new_client
+        from chembl_webresource_client.new_client import (
+            new_client,  # chembl_webresource_client: imported only for a download (it touches the network on import)
+        )
     except Exception as exc:
         raise DownloadError(
             f"cannot start chembl_webresource_client ({type(exc).__name__}: {exc}); the ChEMBL web services "
@@ -48,15 +53,21 @@ def new_chembl_client():
 
 
 def fetch_release() -> str:
-    import requests
+    import requests  # requests: imported only for a download
 
     reply = requests.get(STATUS_URL, timeout=30)
     reply.raise_for_status()
     return str(reply.json().get("chembl_db_version", "unknown"))
 
 
-def with_retries(what: str, call: Callable[[], T], *, attempts: int = 4, base_delay: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep) -> T:
+def with_retries(
+    what: str,
+    call: Callable[[], T],
+    *,
+    attempts: int = 4,
+    base_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Run `call`, retrying with exponential backoff; a DownloadError naming `what` at the end."""
     last: Exception | None = None
     for attempt in range(attempts):
@@ -76,11 +87,10 @@ def with_retries(what: str, call: Callable[[], T], *, attempts: int = 4, base_de
 
 def _chunks(ids: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:  # noqa: D103
     for start in range(0, len(ids), size):
-        yield list(ids[start:start + size])
+        yield list(ids[start : start + size])
 
 
 def _digest(ids: list[str]) -> str:
-    import hashlib
 
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:10]
 
@@ -108,8 +118,9 @@ def download_mechanisms(
         saved = partial / f"{key}.json" if partial is not None and key else None
         if saved is not None and saved.exists():
             return json.loads(saved.read_text())
-        records = with_retries(what, lambda: [dict(r) for r in query()], attempts=retries, base_delay=base_delay,
-                               sleep=sleep)
+        records = with_retries(
+            what, lambda: [dict(r) for r in query()], attempts=retries, base_delay=base_delay, sleep=sleep
+        )
         if saved is not None:
             atomic_write_bytes(saved, json.dumps(records).encode())
         return records
@@ -132,13 +143,19 @@ def download_mechanisms(
 
     mechanisms: list[dict] = []
     for i, part in enumerate(_chunks(ids, chunk)):
-        mechanisms += fetch("mechanism", lambda part=part: client.mechanism.filter(molecule_chembl_id__in=part).only(MECHANISM_FIELDS),
-                            f"mechanism-{i}-{_digest(part)}")
+        mechanisms += fetch(
+            "mechanism",
+            lambda part=part: client.mechanism.filter(molecule_chembl_id__in=part).only(MECHANISM_FIELDS),
+            f"mechanism-{i}-{_digest(part)}",
+        )
     target_ids = sorted({m["target_chembl_id"] for m in mechanisms if m.get("target_chembl_id")})
     targets: dict[str, dict] = {}
     for i, part in enumerate(_chunks(target_ids, chunk)):
-        for record in fetch("target", lambda part=part: client.target.filter(target_chembl_id__in=part).only(TARGET_FIELDS),
-                            f"target-{i}-{_digest(part)}"):
+        for record in fetch(
+            "target",
+            lambda part=part: client.target.filter(target_chembl_id__in=part).only(TARGET_FIELDS),
+            f"target-{i}-{_digest(part)}",
+        ):
             targets[record["target_chembl_id"]] = record
 
     rows = []
@@ -147,19 +164,32 @@ def download_mechanisms(
         if mol is None:
             continue
         target = targets.get(mech.get("target_chembl_id") or "", {})
-        rows.append({
-            **mol,
-            "mechanism_of_action": mech.get("mechanism_of_action"),
-            "action_type": mech.get("action_type"),
-            "target_chembl_id": mech.get("target_chembl_id"),
-            "target_pref_name": target.get("pref_name"),
-            "target_type": target.get("target_type"),
-        })
-    columns = ["molecule_chembl_id", "pref_name", "canonical_smiles", "max_phase", "mechanism_of_action",
-               "action_type", "target_chembl_id", "target_pref_name", "target_type"]
+        rows.append(
+            {
+                **mol,
+                "mechanism_of_action": mech.get("mechanism_of_action"),
+                "action_type": mech.get("action_type"),
+                "target_chembl_id": mech.get("target_chembl_id"),
+                "target_pref_name": target.get("pref_name"),
+                "target_type": target.get("target_type"),
+            }
+        )
+    columns = [
+        "molecule_chembl_id",
+        "pref_name",
+        "canonical_smiles",
+        "max_phase",
+        "mechanism_of_action",
+        "action_type",
+        "target_chembl_id",
+        "target_pref_name",
+        "target_type",
+    ]
     table = pd.DataFrame(rows, columns=columns).astype("string")
     if callable(release) or release is None:
-        release_value = with_retries("status", release or fetch_release, attempts=retries, base_delay=base_delay, sleep=sleep)
+        release_value = with_retries(
+            "status", release or fetch_release, attempts=retries, base_delay=base_delay, sleep=sleep
+        )
     else:
         release_value = release
     provenance = {
@@ -179,8 +209,15 @@ def download_approved_mechanisms(client: Any = None, **kwargs) -> tuple[pd.DataF
     return download_mechanisms(client, min_phase=4, **kwargs)
 
 
-def download_to_cache(client: Any = None, *, out_dir: str | os.PathLike | None = None, force: bool = False,
-                      min_phase: int = 4, name: str = "approved_drug_mechanisms.parquet", **kwargs) -> Path:
+def download_to_cache(
+    client: Any = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    min_phase: int = 4,
+    name: str = "approved_drug_mechanisms.parquet",
+    **kwargs,
+) -> Path:
     """Download once into `<cache>/chembl/<name>` (+ `.json` provenance); molecules of phase >= `min_phase`."""
     folder = Path(out_dir) if out_dir is not None else cache_dir() / "chembl"
     target = folder / name
@@ -190,13 +227,11 @@ def download_to_cache(client: Any = None, *, out_dir: str | os.PathLike | None =
     partial = folder / (".partial" if min_phase == 4 else f".partial-{Path(name).stem}")
     table, provenance = download_mechanisms(client, min_phase=min_phase, partial_dir=partial, **kwargs)
     folder.mkdir(parents=True, exist_ok=True)
-    import io
 
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
     atomic_write_bytes(target, buffer.getvalue())
     atomic_write_bytes(target.with_suffix(".json"), json.dumps(provenance, indent=2).encode())
-    import shutil
 
     shutil.rmtree(partial, ignore_errors=True)  # complete: the pieces are no longer needed
     return target

@@ -14,9 +14,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from benchmark.chem import MAX_HEAVY_ATOMS, structure_keys
+from benchmark.core.errors import DataError, UnknownNameError
+from benchmark.data.chem import MAX_HEAVY_ATOMS, structure_keys
 from benchmark.data.text_fields import DEFAULT_TEMPLATES, parse_template, render
-from benchmark.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,6 @@ class PairDataset:
         cache = self._text_cache
         if text_field not in cache:
             if text_field not in self.text_templates:
-                from benchmark.errors import UnknownNameError
-
                 raise UnknownNameError("text field", text_field, self.text_templates)
             template = self.text_templates[text_field]
             records = self.pairs.to_dict("records")
@@ -175,19 +173,25 @@ def clean_pairs(
     frame = frame[~no_text]
 
     keys, stripped, reasons = structure_keys(frame["smiles"].tolist(), max_heavy_atoms=max_heavy_atoms)
-    frame = frame.assign(structure_key=pd.array(keys, dtype="string"), _stripped=stripped,
-                         _reason=pd.array(reasons, dtype="string"))
+    frame = frame.assign(
+        structure_key=pd.array(keys, dtype="string"), _stripped=stripped, _reason=pd.array(reasons, dtype="string")
+    )
     for reason in ("too_large", "rdkit_timeout"):
         hostile = frame["_reason"] == reason
         dropped[reason] = int(hostile.sum())
         if dropped[reason]:
-            log.warning("dropped %d rows %s, e.g. %s", dropped[reason],
-                        f"above {max_heavy_atoms} heavy atoms" if reason == "too_large" else "on which RDKit timed out",
-                        frame.loc[hostile, "molecule_id"].head(5).tolist())
+            log.warning(
+                "dropped %d rows %s, e.g. %s",
+                dropped[reason],
+                f"above {max_heavy_atoms} heavy atoms" if reason == "too_large" else "on which RDKit timed out",
+                frame.loc[hostile, "molecule_id"].head(5).tolist(),
+            )
         frame = frame[~hostile.fillna(False)]
     invalid = frame["structure_key"].isna()
     dropped["invalid_smiles"] = int(invalid.sum())
-    examples = [f"{mid}: {smi}" for mid, smi in frame.loc[invalid, ["molecule_id", "smiles"]].head(5).itertuples(index=False)]
+    examples = [
+        f"{mid}: {smi}" for mid, smi in frame.loc[invalid, ["molecule_id", "smiles"]].head(5).itertuples(index=False)
+    ]
     if examples:
         log.warning("dropped %d rows whose SMILES RDKit cannot parse, e.g. %s", int(invalid.sum()), examples)
     frame = frame[~invalid]
@@ -211,7 +215,9 @@ def clean_pairs(
         raise DataError(f"{source}: no usable pairs are left after cleaning (dropped: {dropped})")
 
     salts = int(frame["_stripped"].sum())
-    frame = frame.drop(columns=[c for c in ("_stripped", "_dedupe_target", "_reason") if c in frame.columns]).reset_index(drop=True)
+    frame = frame.drop(
+        columns=[c for c in ("_stripped", "_dedupe_target", "_reason") if c in frame.columns]
+    ).reset_index(drop=True)
     molecules = sorted(frame["structure_key"].unique().tolist())
     position = {k: i for i, k in enumerate(molecules)}
     frame["mol_index"] = frame["structure_key"].map(position).astype(np.int64)

@@ -10,20 +10,30 @@ published train / val / test assignment). `target_id` doubles as the group for w
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
+from benchmark.data.cleaning import clean_pairs
 
 DATA_ENV = "BENCHMARK_DATA"
 #: a folder holding the ChEMBL snapshot files (an installed suite, a `ray job submit` working dir)
 SNAPSHOT_ENV = "BENCHMARK_SNAPSHOT_DIR"
 SNAPSHOT_RELATIVE = Path("shared/data/chembl/approved_drug_mechanisms.csv")
 
-CANONICAL_COLUMNS = ("molecule_id", "smiles", "mechanism", "target_id", "target_name", "action_type", "drug_name",
-                     "phase", "split_label")
+CANONICAL_COLUMNS = (
+    "molecule_id",
+    "smiles",
+    "mechanism",
+    "target_id",
+    "target_name",
+    "action_type",
+    "drug_name",
+    "phase",
+    "split_label",
+)
 #: columns that may hold a molecule's highest clinical phase (downloads: max_phase; snapshots: max_phase_chembl28)
 PHASE_COLUMNS = ("max_phase", "max_phase_chembl28")
 
@@ -92,7 +102,6 @@ def is_chembl_schema(frame: pd.DataFrame) -> bool:
 
 def with_phase(columns: ColumnMap, frame: pd.DataFrame) -> ColumnMap:
     """The ChEMBL column map plus the phase column this table has (if any)."""
-    from dataclasses import replace
 
     phase = next((c for c in PHASE_COLUMNS if c in frame.columns), None)
     return replace(columns, phase=phase) if columns.phase is None and phase else columns
@@ -114,8 +123,12 @@ def guess_columns(frame: pd.DataFrame) -> ColumnMap:
             f"cannot tell which columns hold SMILES and text among {list(frame.columns)}; "
             "name them with --smiles-column and --text-column"
         )
-    return ColumnMap(smiles=smiles, text=text, id=pick("id", "cid", "molecule_id", "chembl_id"),
-                     group=pick("group", "target", "target_id"))
+    return ColumnMap(
+        smiles=smiles,
+        text=text,
+        id=pick("id", "cid", "molecule_id", "chembl_id"),
+        group=pick("group", "target", "target_id"),
+    )
 
 
 def to_canonical(frame: pd.DataFrame, columns: ColumnMap, *, source: str) -> pd.DataFrame:
@@ -128,7 +141,9 @@ def to_canonical(frame: pd.DataFrame, columns: ColumnMap, *, source: str) -> pd.
         )
     out = pd.DataFrame(index=frame.index)
     for canonical, col in mapping.items():
-        out[canonical] = frame[col].astype("string") if col is not None else pd.Series(pd.NA, index=frame.index, dtype="string")
+        out[canonical] = (
+            frame[col].astype("string") if col is not None else pd.Series(pd.NA, index=frame.index, dtype="string")
+        )
     if columns.id is None:
         out["molecule_id"] = pd.Series([f"row{i}" for i in range(len(frame))], index=frame.index, dtype="string")
     return out.reset_index(drop=True)
@@ -172,9 +187,6 @@ def load_dataset(
 
     `split_column` names a column with a published split (train / val / test per row); structures above
     `max_heavy_atoms` (default `benchmark.chem.MAX_HEAVY_ATOMS`) are dropped and counted."""
-    from dataclasses import replace
-
-    from benchmark.data.cleaning import clean_pairs
 
     path = Path(path) if path is not None else find_default_data()
     if path.is_dir():
@@ -188,5 +200,10 @@ def load_dataset(
     if split_column:
         columns = replace(columns, split=split_column)
     canonical = to_canonical(frame, columns, source=str(path))
-    return clean_pairs(canonical, source=str(path), has_groups=columns.group is not None,
-                       text_templates=text_templates, **({"max_heavy_atoms": max_heavy_atoms} if max_heavy_atoms else {}))
+    return clean_pairs(
+        canonical,
+        source=str(path),
+        has_groups=columns.group is not None,
+        text_templates=text_templates,
+        **({"max_heavy_atoms": max_heavy_atoms} if max_heavy_atoms else {}),
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 
-from benchmark.errors import ConfigError
+from benchmark.core.errors import ConfigError
 
 #: columns a template may reference
 TEMPLATE_FIELDS = ("mechanism", "target_name", "action_type", "drug_name", "target_id", "molecule_id")

@@ -1,4 +1,4 @@
-"""Frozen encoders (plugins), their registry and the embedding cache front-end."""
+"""Layer 3: frozen encoders (plugins), their registry, the embedding cache and graph featurisation."""
 
 from benchmark.encoders.base import Encoder, encoder_key
 from benchmark.encoders.registry import ENTRY_POINT_GROUP, build_encoder, encoder_registry, encoders_of

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from benchmark.errors import EncoderError
+from benchmark.core.errors import EncoderError
 
 Modality = Literal["molecule", "text"]
 

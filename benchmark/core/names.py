@@ -1,0 +1,69 @@
+"""Names that several modules share: MLflow tags, stages and metric keys, defined once.
+
+The runner writes them, the tracking layer searches by them and the report reads them back;
+each module imports them from here instead of re-spelling a string.
+"""
+
+from __future__ import annotations
+
+# --- MLflow tags -------------------------------------------------------------------------
+TAG_RUN_UID = "run_uid"
+TAG_STAGE = "stage"
+TAG_TASK = "task"
+TAG_SYSTEM = "system"
+TAG_FOLD = "fold"
+TAG_REPEAT = "repeat"
+TAG_TRIAL_ID = "trial_id"
+TAG_STATUS = "status"
+TAG_PRIMARY = "primary_metric"
+TAG_PROTOCOL = "protocol"
+TAG_TEXT_FIELD = "text_field"
+TAG_LEAKY = "leaky"
+TAG_SPLIT_CHECKSUM = "split_checksum"
+TAG_FOLDS_CHECKSUM = "folds_checksum"
+TAG_ENCODERS = "encoders"
+TAG_CHOSEN_CONFIG = "chosen_config"
+TAG_FINAL_SEEDS = "final_seeds"
+TAG_NOTE = "mlflow.note.content"  # a run's (or experiment's) description in the MLflow UI
+TAG_NODE_ID = "ray.node_id"  # the Ray node a trial or fit ran on
+TAG_HOST = "ray.host"  # that node's host name
+TAG_NODE_IP = "ray.node_ip"
+TAG_ATTEMPTS = "attempts"  # 2 or more: retried after a lost node or a killed worker
+#: keys of cluster.where_am_i() -> their MLflow tags
+LOCATION_TAGS = {"node_id": TAG_NODE_ID, "host": TAG_HOST, "node_ip": TAG_NODE_IP}
+
+# --- values of TAG_STAGE -----------------------------------------------------------------
+STAGE_TASK = "task"  # one parent run per task
+STAGE_TRIAL = "trial"  # a tuning trial (validation metrics only)
+STAGE_FINAL = "final"  # holdout: a final seed evaluated once on test
+STAGE_SYSTEM = "system"  # repeated CV: one system's across-fold summary
+STAGE_FIT = "fit"  # repeated CV: one system fitted on one fold, tested once
+
+# --- protocols ---------------------------------------------------------------------------
+HOLDOUT = "holdout"
+REPEATED_CV = "repeated_cv"
+
+# --- metric keys -------------------------------------------------------------------------
+TEST_PREFIX = "test"
+BASELINE_PREFIX = "baseline.test"
+CV_PREFIX = "cv"
+CV_SUFFIXES = ("mean", "ci_low", "ci_high", "n_folds")
+
+# --- artifacts ---------------------------------------------------------------------------
+COMPARISON_ARTIFACT = "comparison.json"
+
+
+def metric_key(*parts: str) -> str:
+    """MLflow keys allow letters, digits, '_', '-', '.', ' ', '/': recall@1 -> recall_at_1."""
+    return ".".join(parts).replace("@", "_at_")
+
+
+def fold_name(repeat: int, fold: int) -> str:
+    """'r0f3': repeat 0, fold 3 (the tag value and the key of per-fold results)."""
+    return f"r{repeat}f{fold}"
+
+
+def parse_fold_name(name: str) -> tuple[int, int]:
+    """'r0f3' -> (0, 3)."""
+    repeat, fold = name[1:].split("f")
+    return int(repeat), int(fold)

@@ -1,0 +1,74 @@
+"""On-disk cache: where it lives, atomic writes, and checksummed embedding matrices.
+
+Embeddings are stored as .npy (never pickle) with a JSON sidecar holding the encoder
+identity, the item hash and the file's sha256; a file whose checksum does not match is
+recomputed rather than trusted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.core.errors import BenchmarkError
+from benchmark.core.io import CACHE_ENV, atomic_write_bytes, cache_dir, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingCache:
+    """`<root>/embeddings/<encoder key>/<items hash>.npy` with a `.json` sidecar."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else cache_dir()
+
+    def check_writable(self) -> "EmbeddingCache":
+        """Fail now, naming the folder and the fix, when embeddings could not be saved later."""
+
+        probe = self.root / "embeddings" / f".write-test-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise BenchmarkError(
+                f"the embedding cache folder {self.root} cannot be written ({type(exc).__name__}: {exc.strerror or exc}); "
+                f"pass --cache-dir with a writable folder or set {CACHE_ENV}"
+            ) from None
+        return self
+
+    def path(self, encoder_key: str, items_hash: str) -> Path:
+        return self.root / "embeddings" / encoder_key / f"{items_hash}.npy"
+
+    def load(self, encoder_key: str, items_hash: str, n_items: int) -> np.ndarray | None:
+        path = self.path(encoder_key, items_hash)
+        meta_path = path.with_suffix(".json")
+        if not path.exists() or not meta_path.exists():
+            return None
+        try:
+            data = path.read_bytes()
+            meta = json.loads(meta_path.read_text())
+            if sha256_bytes(data) != meta.get("sha256"):
+                raise ValueError("checksum mismatch")
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+            if array.shape[0] != n_items:
+                raise ValueError(f"{array.shape[0]} rows, expected {n_items}")
+        except Exception as exc:
+            log.warning("embedding cache file %s is unusable (%s); recomputing", path, exc)
+            return None
+        return array
+
+    def save(self, encoder_key: str, items_hash: str, array: np.ndarray, meta: dict) -> Path:
+        path = self.path(encoder_key, items_hash)
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        data = buffer.getvalue()
+        atomic_write_bytes(path, data)
+        sidecar = {**meta, "sha256": sha256_bytes(data), "shape": list(array.shape), "dtype": str(array.dtype)}
+        atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True).encode())
+        return path

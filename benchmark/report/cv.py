@@ -1,0 +1,283 @@
+"""The repeated cross-validation part of the report: comparisons, not a bold best mean.
+
+For every repeated-CV task (its newest finished parent run in MLflow) the per-fold test values
+are read back from the fit runs, the systems are compared with `benchmark.comparison` (the same
+code the run used, so report and results.json agree), and drawn as the method-comparison
+protocol asks: a leaderboard with compact letters (systems sharing a letter are statistically
+indistinguishable), per-fold strips with a line per fold, the pairwise mean-difference heatmap
+whose colour starts at a practical-difference threshold (stars mark adjusted p), the Tukey
+simultaneous-CI plot, and a critical-difference diagram of mean ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.core.names import (
+    REPEATED_CV,
+    STAGE_FIT,
+    STAGE_TASK,
+    TAG_FOLD,
+    TAG_NOTE,
+    TAG_PRIMARY,
+    TAG_PROTOCOL,
+    TAG_REPEAT,
+    TAG_RUN_UID,
+    TAG_STAGE,
+    TAG_SYSTEM,
+    TAG_TASK,
+    TEST_PREFIX,
+)
+from benchmark.evaluation.comparison import Comparison, compare_systems
+from benchmark.report.base import _save, dataset_line, search_all
+from benchmark.tasks.specs import METRICS
+
+#: mean differences smaller than this are drawn as no difference in the heatmap (a setting of `report`)
+PRACTICAL_DIFFERENCE = 0.02
+
+
+@dataclass
+class CVTask:
+    task: str
+    experiment: str
+    run_id: str
+    primary: str
+    description: str
+    scores: pd.DataFrame  # system, fold, repeat, key, value
+    comparison: Comparison | None  # on the primary metric
+    dataset: str = ""  # the dataset card line of the parent run
+
+    def means(self, key: str) -> dict[str, float]:
+        part = self.scores[self.scores["key"] == key]
+        return part.groupby("system")["value"].mean().to_dict()
+
+
+def _key_of(metric_name: str) -> str | None:
+    """'test.text_to_molecule.recall_at_1' -> 'text_to_molecule/recall@1' (None for counts)."""
+    parts = metric_name.split(".")
+    if len(parts) != 3 or parts[0] != TEST_PREFIX or parts[2] == "n_queries":
+        return None
+    return f"{parts[1]}/{parts[2].replace('_at_', '@')}"
+
+
+def collect_cv(client, experiments: dict[str, str]) -> list[CVTask]:
+    """Newest finished repeated-CV parent per task, its fits as a long frame, and the comparison."""
+
+    ids = list(experiments)
+    parents = search_all(client, ids, f"tags.{TAG_STAGE} = '{STAGE_TASK}' and tags.{TAG_PROTOCOL} = '{REPEATED_CV}'")
+    newest: dict[str, object] = {}
+    for run in sorted((r for r in parents if r.info.status == "FINISHED"), key=lambda r: r.info.start_time):
+        newest[run.data.tags[TAG_TASK]] = run
+    out = []
+    for task, parent in sorted(newest.items()):
+        tags = parent.data.tags
+        fits = search_all(
+            client,
+            [parent.info.experiment_id],
+            f"tags.{TAG_STAGE} = '{STAGE_FIT}' and tags.{TAG_TASK} = '{task}' "
+            f"and tags.{TAG_RUN_UID} = '{tags[TAG_RUN_UID]}'",
+        )
+        rows = [
+            {
+                "system": f.data.tags[TAG_SYSTEM],
+                "fold": f.data.tags[TAG_FOLD],
+                "repeat": int(f.data.tags[TAG_REPEAT]),
+                "key": key,
+                "value": value,
+            }
+            for f in fits
+            if f.info.status == "FINISHED"
+            for name, value in f.data.metrics.items()
+            if (key := _key_of(name))
+        ]
+        scores = pd.DataFrame(rows, columns=["system", "fold", "repeat", "key", "value"])
+        scores = scores.drop_duplicates(["system", "fold", "key"]).sort_values(
+            ["key", "system", "fold"], ignore_index=True
+        )
+        primary = tags[TAG_PRIMARY]
+        part = scores[scores["key"] == primary]
+        comparison = None
+        if part["system"].nunique() >= 2 and part["fold"].nunique() >= 3:
+            comparison = compare_systems(part, primary)
+
+        out.append(
+            CVTask(
+                task,
+                experiments[parent.info.experiment_id],
+                parent.info.run_id,
+                primary,
+                tags.get(TAG_NOTE, ""),
+                scores,
+                comparison,
+                dataset_line(parent),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- tables
+
+
+def leaderboard(task: CVTask) -> tuple[list[str], list[list[str]]]:
+    c = task.comparison
+    mode = task.primary.split("/")[0]
+
+    present = set(task.scores["key"])
+    others = [f"{mode}/{m}" for m in METRICS if f"{mode}/{m}" in present and f"{mode}/{m}" != task.primary]
+    header = ["system", "group", f"{task.primary} mean [95% CI]", "n folds", "mean rank"] + [
+        k.split("/")[1] for k in others
+    ]
+    body = []
+    for s in c.summaries:
+        body.append(
+            [
+                s.system,
+                c.letters.get(s.system, "-"),
+                f"{s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]",
+                str(s.n_folds),
+                f"{s.mean_rank:.2f}",
+            ]
+            + [f"{task.means(k).get(s.system, float('nan')):.3f}" for k in others]
+        )
+    return header, body
+
+
+def pair_table(task: CVTask) -> tuple[list[str], list[list[str]]]:
+    c = task.comparison
+    order = c.systems
+    header = ["pair (a - b)", "mean difference", "95% simultaneous CI (Tukey)", "adjusted p", "different"]
+    body = []
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            p = c.pair(a, b)
+            body.append(
+                [
+                    f"{a} - {b}",
+                    f"{p.difference:+.3f}",
+                    f"[{p.ci_low:+.3f}, {p.ci_high:+.3f}]",
+                    f"{p.p_adj:.3g}",
+                    "yes" if p.significant else "no",
+                ]
+            )
+    return header, body
+
+
+def method_note(task: CVTask) -> str:
+    c = task.comparison
+    om = c.omnibus
+    omnibus = (
+        f"F({om['df_num']:.0f}, {om['df_den']:.0f}) = {om['F']:.2f}, p = {om['p_value']:.3g}"
+        if "F" in om
+        else f"statistic {om['statistic']:.2f}, p = {om['p_value']:.3g}"
+    )
+    return (
+        f"{c.n_folds} folds per system. Test: **{c.test}** ({c.reason}); omnibus {omnibus}. Systems sharing a "
+        f"letter in 'group' are not significantly different (family-wise alpha {c.alpha}). Means with t-based 95% "
+        "CIs across folds; folds share training data, so these CIs are optimistic: the paired tests are the "
+        "conclusion."
+    )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _stars(p: float) -> str:
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def figures(task: CVTask, folder: Path, practical: float = PRACTICAL_DIFFERENCE) -> dict[str, str]:
+    import matplotlib  # matplotlib: heavy, imported only to draw
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
+
+    c, images = task.comparison, {}
+    order = c.systems
+    wide = task.scores[task.scores["key"] == task.primary].pivot(index="fold", columns="system", values="value")[order]
+    wide = wide.dropna()
+    fig, ax = plt.subplots(figsize=(1.6 * len(order) + 2, 4))
+    x = np.arange(len(order))
+    for _, row in wide.iterrows():  # one line per fold: paired values
+        ax.plot(x, row.to_numpy(), color="#999", alpha=0.35, lw=0.8)
+    ax.boxplot([wide[s].to_numpy() for s in order], positions=x, widths=0.35, showfliers=False)
+    for i, s in enumerate(order):
+        ax.scatter(np.full(len(wide), i) + np.linspace(-0.08, 0.08, len(wide)), wide[s], s=12, zorder=3)
+    ax.set_xticks(x, [f"{s}\n({c.letters.get(s, '')})" for s in order], fontsize=8)
+    ax.set(ylabel=task.primary, title=f"{task.task}: per-fold test values (lines join a fold's systems)")
+    images[_save(fig, folder, f"cv_folds_{task.task}.png")] = (
+        f"{task.task}: {task.primary} on each of {len(wide)} folds; letters: statistically indistinguishable groups"
+    )
+
+    k = len(order)
+    diff = np.array([[c.pair(a, b).difference if a != b else 0.0 for b in order] for a in order])
+    pmat = np.array([[c.pair(a, b).p_adj if a != b else 1.0 for b in order] for a in order])
+    fig, ax = plt.subplots(figsize=(1.1 * k + 3, 0.9 * k + 1.5))
+    limit = max(float(np.abs(diff).max()), practical * 1.5)
+    shown = np.ma.masked_where(np.abs(diff) < practical, diff)
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    im = ax.imshow(shown, cmap=cmap, vmin=-limit, vmax=limit)
+    for i in range(k):
+        for j in range(k):
+            if i != j:
+                ax.text(j, i, f"{diff[i, j]:+.3f}{_stars(pmat[i, j])}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(k), order, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(k), order, fontsize=8)
+    fig.colorbar(im, ax=ax, label=f"row - column ({task.primary})")
+    ax.set_title(
+        f"{task.task}: mean differences (white: |d| < {practical:g}; * p<.05 ** p<.01 *** p<.001, {c.test})", fontsize=9
+    )
+    images[_save(fig, folder, f"cv_differences_{task.task}.png")] = (
+        f"{task.task}: pairwise mean differences, row minus column, ordered by mean; colour only where the difference "
+        f"reaches the practical threshold {practical:g}; stars: adjusted p of {c.test}"
+    )
+
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1 :]]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(pairs) + 1.4))
+    for y, (a, b) in enumerate(pairs):
+        p = c.pair(a, b)
+        colour = "#c44e52" if p.significant else "#4c72b0"
+        ax.errorbar(
+            p.difference,
+            y,
+            xerr=[[p.difference - p.ci_low], [p.ci_high - p.difference]],
+            fmt="o",
+            color=colour,
+            capsize=3,
+        )
+    ax.axvline(0, color="k", lw=0.8)
+    for edge in (-practical, practical):
+        ax.axvline(edge, color="#999", lw=0.8, ls="--")
+    ax.set_yticks(range(len(pairs)), [f"{a} - {b}" for a, b in pairs], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"mean difference in {task.primary}", title=f"{task.task}: Tukey 95% simultaneous CIs")
+    images[_save(fig, folder, f"cv_tukey_{task.task}.png")] = (
+        f"{task.task}: mean differences with Tukey 95% simultaneous confidence intervals (red: significant by "
+        f"{c.test}); dashed: the practical threshold ±{practical:g}"
+    )
+
+    images.update(_cd_diagram(task, folder))
+    return images
+
+
+def _cd_diagram(task: CVTask, folder: Path) -> dict[str, str]:
+    import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
+    import scikit_posthocs as sp  # scikit_posthocs: imported only for the Conover test
+
+    c = task.comparison
+    ranks = pd.Series({s.system: s.mean_rank for s in c.summaries})
+    sig = pd.DataFrame(c.p_matrix).loc[ranks.index, ranks.index]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranks) + 1.6))
+    sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=c.alpha)
+    ax.set_title(
+        f"{task.task}: mean rank across folds (1 = best); bars join systems not significantly different", fontsize=9
+    )
+    return {
+        _save(fig, folder, f"cv_cd_{task.task}.png"): (
+            f"{task.task}: critical-difference diagram of mean ranks over {c.n_folds} folds; crossbars join systems whose "
+            f"difference is not significant ({c.test})"
+        )
+    }

@@ -1,0 +1,256 @@
+"""Repeated cross-validation of named systems on one task group, as stages.
+
+    plan folds -> prepare embeddings -> tune per fold -> select -> fit and test -> compare -> log
+
+Tasks that share a dataset, split and protocol form a group: they share folds, trials and fits
+(one fit of a system on a fold is scored in every retrieval mode). A fixed system is fitted once
+per fold; a tuned system is searched inside each fold's training portion (inner train /
+inner validation, one Optuna study per fold, all folds in one Ray Tune experiment), each task
+takes its best trial per fold by its own primary metric on inner validation, and the chosen
+configuration is refitted on the whole training portion. Every fit is tested once on its held-out
+fold, as a Ray task, so folds run in parallel over the cluster. The systems are then compared
+fold by fold (`benchmark.comparison`) and everything is logged as it completes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+import torch
+
+from benchmark.cluster.ray_cluster import where_am_i
+from benchmark.core.names import (
+    REPEATED_CV,
+)
+from benchmark.data.cleaning import PairDataset
+from benchmark.model.config import TrialConfig
+from benchmark.run.cv_jobs import FitJob, System, fixed_jobs
+from benchmark.run.cv_logging import FoldLogger
+from benchmark.run.interrupts import StopRequested, fit_study
+from benchmark.splits.folds import FoldPlan, plan_folds
+from benchmark.tasks.specs import TaskSpec
+from benchmark.training.trial import FitScore, TrialData, fit_and_score, prepare_trial_data
+from benchmark.tuning.callback import TrialCallback
+from benchmark.tuning.search import make_tuner
+from benchmark.tuning.trainable import OBJECTIVE, TrialPayload, bridge_trainable, select_best, split_fold, trial_device
+
+log = logging.getLogger(__name__)
+
+
+# ---- stage 1: plan -------------------------------------------------------------------------------------------------
+def plan(dataset: PairDataset, task: TaskSpec) -> FoldPlan:
+    p = task.protocol
+    return plan_folds(
+        dataset,
+        task.split.name,
+        folds=p.folds,
+        repeats=p.repeats,
+        seed=task.split.seed,
+        inner_val_fraction=p.inner_val_fraction,
+    )
+
+
+# ---- stage 2: embeddings -------------------------------------------------------------------------------------------
+def prepare(dataset: PairDataset, folds: FoldPlan, systems: list[System], text_field: str, cache) -> tuple[dict, dict]:
+    """TrialData per (fold, encoder pair) for tuning (fitted on inner train) and for final fits (fitted on the
+    whole training portion); identical embeddings (frozen encoders) are one shared object."""
+
+    shared: dict[tuple, TrialData] = {}
+    tuning, final = {}, {}
+    configs = {}
+    for system in systems:
+        mols, texts = system.space.encoder_choices()
+        for mol in mols:
+            for text in texts:
+                cfg = TrialConfig(mol_encoder=mol, text_encoder=text, text_field=text_field)
+                configs.setdefault(TrialPayload.key(cfg), cfg)
+    for fold in folds.folds:
+        for cfg in configs.values():
+            for target, split in ((tuning, fold.split), (final, fold.fit_split())):
+                data = prepare_trial_data(dataset, cfg, split, cache=cache)
+                key = (data.encoders["molecule"]["key"], data.encoders["text"]["key"])
+                target[TrialPayload.key(cfg, fold.name)] = shared.setdefault(key, data)
+    return tuning, final
+
+
+# ---- stages 3 and 4: tune per fold, select per task ----------------------------------------------------------------
+def tune_and_select(
+    ctx,
+    system: System,
+    group: list[TaskSpec],
+    folds: FoldPlan,
+    tuning: dict,
+    parents: dict,
+    settings_for: Callable[[System], object],
+) -> list[FitJob]:
+    from ray import tune  # ray: heavy, imported only when a study or cluster is used
+
+    payload = TrialPayload(
+        system.space,
+        tuning,
+        None,
+        [t.primary_key for t in group],
+        ctx.suite.eval_every,
+        threads=int(max(1, ctx.options.cpus_per_trial)),
+        folds={f.name: f.split for f in folds.folds},
+    )
+    settings = settings_for(system)
+    callback = TrialCallback(
+        ctx.tracker,
+        parents,
+        {t.name: t.primary_key for t in group},
+        ctx.state["run_uid"],
+        system.space,
+        ctx.progress,
+        system=system.name,
+        planned=settings.num_samples * len(folds.folds),
+        label=f"{system.name}, {len(folds.folds)} folds",
+    )
+    tuner = make_tuner(
+        tune.with_parameters(bridge_trainable, payload=payload),
+        settings,
+        system.space,
+        callbacks=[callback],
+        resume=ctx.options.resume,
+        folds=[f.name for f in folds.folds],
+    )
+    grid, study = fit_study(ctx, tuner, callback, settings.num_samples * len(folds.folds), settings.time_budget_s)
+    if ctx.stop.requested:
+        raise StopRequested(
+            f"tuning {system.name}: {study.finished} of {study.planned} trials finished, "
+            f"{len(study.interrupted)} interrupted"
+        )
+    jobs: dict[tuple[str, str], FitJob] = {}
+    ctx.progress(
+        f"  {system.name}: {study.finished} trials finished, {study.failed} failed over {len(folds.folds)} folds"
+    )
+
+    for fold in folds.folds:
+        for task in group:
+            by = f"val/{task.primary_key}"
+            best = select_best(grid, by, fold.name, exclude=set(study.interrupted))
+            if best is None:  # e.g. a small inner validation side without a target of >= 3 molecules
+                by = OBJECTIVE
+                best = select_best(grid, by, fold.name, exclude=set(study.interrupted))
+                if best is not None:
+                    log.warning(
+                        "%s, fold %s: no trial of %s has %s on inner validation; chosen by the trial objective instead",
+                        task.name,
+                        fold.name,
+                        system.name,
+                        task.primary_key,
+                    )
+            if best is None:
+                log.warning("%s: no successful trial of %s on fold %s", task.name, system.name, fold.name)
+                continue
+            config, _, value = best
+            cfg = system.space.trial_config(split_fold(config)[1]).model_copy(update={"seed": fold.repeat})
+            job = jobs.setdefault((fold.name, cfg.digest()), FitJob(system.name, fold, cfg, []))
+            job.tasks.append(task.name)
+            job.val_value[task.name] = value
+            job.selected_by[task.name] = by
+    return list(jobs.values())
+
+
+# ---- stage 5: fit and test, in parallel ----------------------------------------------------------------------------
+def _fit_task(config: dict, data: TrialData, split, threads: int) -> FitScore:
+
+    torch.set_num_threads(max(1, threads))
+    score = fit_and_score(TrialConfig.model_validate(config), data, split, side="test", device=trial_device())
+    return dataclasses.replace(score, where=where_am_i())
+
+
+def run_fits(
+    ctx, jobs: list[FitJob], final: dict, on_done: Callable[[FitJob, FitScore | None, str | None], None]
+) -> None:
+    """Every job as a Ray task (scheduled over the cluster); `on_done` sees each as it completes."""
+    import ray  # ray: heavy, imported only when a study or cluster is used
+
+    if not jobs:
+        return
+    refs = {}
+    remote = ray.remote(_fit_task).options(
+        num_cpus=ctx.options.cpus_per_trial,
+        num_gpus=ctx.options.gpus_per_trial,
+        max_retries=max(ctx.options.max_failures, 1),
+    )
+    threads = int(max(1, ctx.options.cpus_per_trial))
+    for job in jobs:
+        data = final[TrialPayload.key(job.config, job.fold.name)]
+        refs.setdefault(id(data), (ray.put(data), data))
+    pending = {
+        remote.remote(
+            job.config.model_dump(),
+            refs[id(final[TrialPayload.key(job.config, job.fold.name)])][0],
+            job.fold.fit_split(),
+            threads,
+        ): job
+        for job in jobs
+    }
+    done, started = 0, time.perf_counter()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        if ctx.stop.requested:  # a Ctrl-C: fits not done are cancelled and refitted on --resume
+            for ref in pending:
+                ray.cancel(ref)
+            raise StopRequested(f"fits: {done} of {len(jobs)} done, {len(pending)} cancelled")
+        if not ready:
+            continue
+        job = pending.pop(ready[0])
+        try:
+            score, error = ray.get(ready[0]), None
+        except Exception as exc:  # a crashed fit is recorded, the others go on
+            score, error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        done += 1
+        on_done(job, score, error)
+        if done == len(jobs) or done % max(1, len(jobs) // 10) == 0:
+            elapsed = time.perf_counter() - started
+            ctx.progress(
+                f"  fits: {done}/{len(jobs)} done, {elapsed:.0f}s elapsed, "
+                f"ETA {elapsed / done * (len(jobs) - done):.0f}s"
+            )
+
+
+# ---- the stages together -------------------------------------------------------------------------------------------
+def run_group(ctx, group: list[TaskSpec], dataset: PairDataset, systems: list[System], settings_for) -> dict:
+    """One task group through every stage; returns results.json entries per task."""
+    first = group[0]
+    folds = plan(dataset, first)
+    ctx.state.setdefault("folds", {})
+    recorded = ctx.state["folds"].get(first.split_key())
+    if recorded and ctx.options.resume:
+        folds.verify(recorded)
+    ctx.state["folds"][first.split_key()] = folds.checksum
+    ctx.save_state()
+    ctx.progress(
+        f"[{', '.join(t.name for t in group)}] {REPEATED_CV} {first.protocol.folds} folds x "
+        f"{first.protocol.repeats} repeats of the {folds.split_name} split (by {folds.unit}), checksum "
+        f"{folds.checksum}; systems: {', '.join(s.name for s in systems)}"
+    )
+
+    started = time.perf_counter()
+    tuning, final = prepare(dataset, folds, systems, first.dataset.text_field, ctx.cache)
+    ctx.compute["prepare_seconds"] += time.perf_counter() - started
+    ctx.progress(f"  embeddings ready for {len(folds.folds)} folds ({time.perf_counter() - started:.1f}s)")
+
+    logger = FoldLogger(ctx, group, dataset, folds, systems)
+    jobs: list[FitJob] = []
+    for system in systems:
+        if ctx.stop.requested:
+            raise StopRequested(f"before tuning {system.name}")
+        if system.tuned:
+            jobs += tune_and_select(
+                ctx, system, group, folds, tuning, {t.name: logger.system_run(t, system) for t in group}, settings_for
+            )
+        else:
+            jobs += fixed_jobs(system, group, folds)
+    todo = [j for j in jobs if not logger.already_fitted(j)]
+    ctx.progress(
+        f"  fitting {len(todo)} (system, fold) configurations on the training portions, testing each once"
+        + (f" ({len(jobs) - len(todo)} already in MLflow)" if len(todo) < len(jobs) else "")
+    )
+    run_fits(ctx, todo, final, logger.log_fit)
+    return logger.finish(ctx.options)

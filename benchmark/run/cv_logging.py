@@ -1,0 +1,270 @@
+"""Repeated CV in MLflow and results.json: the per-fold fit runs, the per-system summaries over folds,
+and the comparison of the systems, logged on the task's parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+import yaml
+
+from benchmark.core.names import (
+    COMPARISON_ARTIFACT,
+    CV_PREFIX,
+    LOCATION_TAGS,
+    REPEATED_CV,
+    STAGE_FIT,
+    STAGE_SYSTEM,
+    TAG_FOLD,
+    TAG_FOLDS_CHECKSUM,
+    TAG_NOTE,
+    TAG_PRIMARY,
+    TAG_PROTOCOL,
+    TAG_REPEAT,
+    TAG_RUN_UID,
+    TAG_STAGE,
+    TAG_SYSTEM,
+    TAG_TASK,
+    TEST_PREFIX,
+    metric_key,
+)
+from benchmark.data.cleaning import PairDataset
+from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci
+from benchmark.model.config import short_config
+from benchmark.run.cv_jobs import FitJob, System, task_metrics
+from benchmark.splits.folds import FoldPlan
+from benchmark.tasks.specs import TaskSpec
+from benchmark.tracking.store import _retry_locked
+from benchmark.training.trial import FitScore
+
+log = logging.getLogger(__name__)
+
+
+# ---- stage 6: compare ----------------------------------------------------------------------------------------------
+def fold_summary(values: list[float]) -> dict:
+    """Mean across folds with a t-based 95% CI and the number of folds (results.json and MLflow)."""
+    return {k: v for k, v in mean_ci(values).items() if k != "sd"}
+
+
+def compare_task(
+    task: TaskSpec, scores: pd.DataFrame, *, alpha: float, max_variance_ratio: float
+) -> dict[str, Comparison]:
+    """Comparison of the systems on every metric of the task (long frame: system, fold, key, value)."""
+    out = {}
+    for key in task_metrics(task):
+        part = scores[scores["key"] == key]
+        if part["system"].nunique() >= 2:
+            try:
+                out[key] = compare_systems(part, key, alpha=alpha, max_variance_ratio=max_variance_ratio)
+            except ValueError as exc:
+                log.warning("%s %s: no comparison (%s)", task.name, key, exc)
+    return out
+
+
+class FoldLogger:
+    """MLflow runs of one group: task parent > system run > fit run per fold; results as they arrive."""
+
+    def __init__(self, ctx, group: list[TaskSpec], dataset: PairDataset, folds: FoldPlan, systems: list[System]):
+        self.ctx, self.group, self.dataset, self.folds, self.systems = ctx, group, dataset, folds, systems
+        self.tracker, self.uid = ctx.tracker, ctx.state["run_uid"]
+        self.parents = {
+            t.name: ctx.parent_run(t, dataset, {TAG_PROTOCOL: REPEATED_CV, TAG_FOLDS_CHECKSUM: folds.checksum})
+            for t in group
+        }
+        self.system_runs: dict[tuple[str, str], str] = {}
+        self.rows: list[dict] = []  # task, system, fold, repeat, key, value
+        self.failures: list[dict] = []
+        self.chosen: dict[tuple[str, str], dict] = {}
+        self.seconds: dict[str, float] = {"train": 0.0, "eval": 0.0}
+        self._restore()
+
+    def system_run(self, task: TaskSpec, system: System) -> str:
+        key = (task.name, system.name)
+        if key not in self.system_runs:
+            tags = {TAG_RUN_UID: self.uid, TAG_TASK: task.name, TAG_SYSTEM: system.name, TAG_STAGE: STAGE_SYSTEM}
+            self.system_runs[key] = self.tracker.find_run(**tags) or self.tracker.start_run(
+                system.name,
+                {
+                    **tags,
+                    TAG_PRIMARY: task.primary_key,
+                    "search_space": system.space.name,
+                    "tuned": system.tuned,
+                    TAG_NOTE: system.spec.description,
+                },
+                parent_id=self.parents[task.name],
+            )
+        return self.system_runs[key]
+
+    def _restore(self) -> None:
+        """Fits logged by an interrupted run of the same run_uid are read back, not refitted."""
+
+        client = self.tracker.client
+        for task in self.group:
+            runs = _retry_locked(
+                lambda t=task: client.search_runs(
+                    [self.tracker.experiment_id],
+                    max_results=5000,
+                    filter_string=f"tags.{TAG_RUN_UID} = '{self.uid}' and tags.{TAG_TASK} = '{t.name}' "
+                    f"and tags.{TAG_STAGE} = '{STAGE_FIT}'",
+                )
+            )
+            for run in runs:
+                tags, metrics = run.data.tags, run.data.metrics
+                for key in task_metrics(task):
+                    name = metric_key(TEST_PREFIX, *key.split("/"))
+                    if name in metrics:
+                        self.rows.append(
+                            {
+                                "task": task.name,
+                                "system": tags[TAG_SYSTEM],
+                                "fold": tags[TAG_FOLD],
+                                "repeat": int(tags[TAG_REPEAT]),
+                                "key": key,
+                                "value": metrics[name],
+                            }
+                        )
+
+    def already_fitted(self, job: FitJob) -> bool:
+        have = {(r["task"], r["system"], r["fold"]) for r in self.rows}
+        return all((t, job.system, job.fold.name) in have for t in job.tasks)
+
+    def log_fit(self, job: FitJob, score: FitScore | None, error: str | None) -> None:
+        system = next(s for s in self.systems if s.name == job.system)
+        for task_name in job.tasks:
+            task = next(t for t in self.group if t.name == task_name)
+            self.chosen[(task_name, job.system, job.fold.name)] = {
+                "config": short_config(job.config),
+                "digest": job.config.digest(),
+                "val": job.val_value.get(task_name),
+                "selected_by": job.selected_by.get(task_name),
+            }
+            tags = {
+                TAG_RUN_UID: self.uid,
+                TAG_TASK: task_name,
+                TAG_SYSTEM: job.system,
+                TAG_STAGE: STAGE_FIT,
+                TAG_FOLD: job.fold.name,
+                TAG_REPEAT: job.fold.repeat,
+                "fold_checksum": job.fold.checksum,
+                "status": "failed" if error else "finished",
+                **({"error": error} if error else {}),
+                **({LOCATION_TAGS[k]: v for k, v in score.where.items()} if score is not None else {}),
+            }
+            tags[TAG_NOTE] = (
+                f"{job.system} fitted on the training side of outer fold {job.fold.name} (repeat "
+                f"{job.fold.repeat}) and tested once on its test side" + (f"; failed: {error}" if error else "") + "."
+            )
+            run = self.tracker.start_run(
+                f"{job.system} fit {job.fold.name}", tags, parent_id=self.system_run(task, system)
+            )
+            metrics = {}
+            if score is not None:
+                for key in task_metrics(task):
+                    if key in score.values:
+                        metrics[metric_key(TEST_PREFIX, *key.split("/"))] = score.values[key]
+                        self.rows.append(
+                            {
+                                "task": task_name,
+                                "system": job.system,
+                                "fold": job.fold.name,
+                                "repeat": job.fold.repeat,
+                                "key": key,
+                                "value": score.values[key],
+                            }
+                        )
+                for mode, n in score.n_queries.items():
+                    metrics[metric_key(TEST_PREFIX, mode, "n_queries")] = n
+                metrics["train_seconds"] = score.train_seconds
+                if job.val_value.get(task_name) is not None:
+                    metrics[metric_key("val", *task.primary_key.split("/"))] = job.val_value[task_name]
+            else:
+                self.failures.append({"task": task_name, "system": job.system, "fold": job.fold.name, "error": error})
+            self.tracker.log(run, params=job.config.flat(), metrics=metrics)
+            self.tracker.end(run, "FAILED" if error else "FINISHED")
+        if score is not None:
+            self.seconds["train"] += score.train_seconds
+            self.seconds["eval"] += score.eval_seconds
+            self.ctx.compute["fit_seconds"] += score.train_seconds + score.eval_seconds
+
+    def finish(self, options) -> dict:
+        frame = pd.DataFrame(self.rows, columns=["task", "system", "fold", "repeat", "key", "value"])
+        frame = frame.drop_duplicates(["task", "system", "fold", "key"], keep="last")
+        # a fixed order: fits complete in any order, and sums must not depend on it
+        frame = frame.sort_values(["task", "system", "fold", "key"], ignore_index=True)
+        results = {}
+        for task in self.group:
+            scores = frame[frame["task"] == task.name]
+            comparisons = compare_task(task, scores, alpha=0.05, max_variance_ratio=9.0)
+            entry = self._task_entry(task, scores, comparisons)
+            self._log_task(task, scores, entry)
+            results[task.name] = entry
+        return results
+
+    def _task_entry(self, task: TaskSpec, scores: pd.DataFrame, comparisons: dict[str, Comparison]) -> dict:
+        systems = {}
+        for system in self.systems:
+            part = scores[scores["system"] == system.name]
+            per_fold = {f: dict(zip(g["key"], g["value"])) for f, g in part.groupby("fold")}
+            systems[system.name] = {
+                "description": system.spec.description,
+                "search_space": system.space.name,
+                "tuned": system.tuned,
+                "budget_per_fold": system.spec.num_samples if system.tuned else 0,
+                "summary": {
+                    key: fold_summary(part[part["key"] == key]["value"].tolist()) for key in task_metrics(task)
+                },
+                "per_fold": per_fold,
+                "chosen": {f: c for (t, s, f), c in sorted(self.chosen.items()) if t == task.name and s == system.name}
+                if system.tuned
+                else {},
+            }
+        failures = [f for f in self.failures if f["task"] == task.name]
+        return {
+            "description": task.description,
+            "protocol": task.protocol.model_dump(),
+            "primary_metric": task.primary_key,
+            "leaky": task.leaky,
+            "dataset": self.dataset.summary(),
+            "folds": self.folds.summary(),
+            "systems": systems,
+            "failed_fits": failures,
+            "comparison": {k: c.as_dict() for k, c in comparisons.items()},
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+        }
+
+    def _log_task(self, task: TaskSpec, scores: pd.DataFrame, entry: dict) -> None:
+        parent = self.parents[task.name]
+        for system in self.systems:
+            run = self.system_run(task, system)
+            metrics = {}
+            for key, summary in entry["systems"][system.name]["summary"].items():
+                base = metric_key(CV_PREFIX, *key.split("/"))
+                metrics.update({f"{base}_{k}": v for k, v in summary.items() if v == v})
+            self.tracker.log(run, metrics=metrics)
+            self.tracker.end(run)
+        comparison = entry["comparison"].get(task.primary_key)
+        metrics, tags = {}, {}
+        if comparison:
+            tags = {"comparison_test": comparison["test"], "comparison_reason": comparison["reason"]}
+            for p in comparison["pairs"]:
+                base = f"compare.{p['a']}.vs.{p['b']}"
+                metrics.update(
+                    {
+                        f"{base}.difference": p["difference"],
+                        f"{base}.ci_low": p["ci_low"],
+                        f"{base}.ci_high": p["ci_high"],
+                        f"{base}.p_adj": p["p_adj"],
+                    }
+                )
+        self.tracker.log(parent, metrics={k: v for k, v in metrics.items() if v == v}, tags=tags)
+        self.tracker.log_text(parent, json.dumps(entry, indent=2, default=float), COMPARISON_ARTIFACT)
+        self.tracker.log_text(
+            parent,
+            yaml.safe_dump(
+                {s.name: {"search_space": s.space.name, "tuned": s.tuned, "base": s.space.base} for s in self.systems}
+            ),
+            "systems.yaml",
+        )
+        self.tracker.end(parent, "FINISHED" if not scores.empty else "FAILED")

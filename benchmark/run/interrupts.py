@@ -1,0 +1,151 @@
+"""Ctrl-C during a run: the first stops launching work and ends the run honestly; the second exits at once.
+
+The first Ctrl-C lets running trials and fits stop, records what was interrupted as interrupted (never as
+finished, never selected), writes the run state and results so far, and ends the run with exit status 130
+and the `--resume` command to run. A second Ctrl-C raises `KeyboardInterrupt` at once; every file the run
+writes is replaced atomically, so state is never half written.
+
+While a Ray Tune study runs, Tune catches the first SIGINT itself: it stops its loop, saves its experiment
+state and leaves the running trials RUNNING, so that a resumed study runs them again. `StopSignal` cannot
+see that signal; it recognises it afterwards from the trials' statuses (`study_outcome`), and while a study
+runs it treats any SIGINT that reaches its own handler as the second one (Tune hands the handler back after
+its first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+
+from benchmark.core.errors import BenchmarkError
+from benchmark.tuning.outcome import StudyOutcome, study_outcome
+from benchmark.tuning.trainable import trial_seconds
+
+log = logging.getLogger(__name__)
+
+
+#: exit status of an interrupted run (128 + SIGINT, as shells report it)
+INTERRUPTED_EXIT = 130
+
+
+class Interrupted(BenchmarkError):
+    """The run stopped at a user's Ctrl-C; the message says what was done and how to resume."""
+
+    exit_code = INTERRUPTED_EXIT
+
+
+class StopSignal:
+    """Whether the user asked the run to stop (first Ctrl-C), shared by the stages of one run."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._in_study = False
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self) -> None:
+        self._event.set()
+
+    def _handler(self, signum, frame) -> None:
+        if self._event.is_set() or self._in_study:
+            raise KeyboardInterrupt  # the second Ctrl-C: at once
+        self._event.set()
+        log.warning(
+            "Ctrl-C: no new work starts; the running work finishes, then the run stops with a --resume "
+            "hint (Ctrl-C again to exit at once)"
+        )
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Own SIGINT for the block (main thread only; elsewhere signals cannot be handled)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def study(self):
+        """Around `tuner.fit()`: a SIGINT reaching this handler now is one after Tune's own, and Tune's own
+        (which it announces in a warning of logger `ray.tune.tune`) is the run's first Ctrl-C."""
+        tune_log = logging.getLogger("ray.tune.tune")
+        saved = tune_log.level, tune_log.propagate
+        watcher = _TuneStopWatcher(self)
+        tune_log.setLevel(logging.WARNING)
+        tune_log.propagate = False  # Tune's own message names Tuner.restore; the run prints the --resume command
+        tune_log.addHandler(watcher)
+        self._in_study = True
+        try:
+            yield
+        finally:
+            self._in_study = False
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, self._handler)  # Tune leaves its handler installed after a study
+            tune_log.removeHandler(watcher)
+            tune_log.setLevel(saved[0])
+            tune_log.propagate = saved[1]
+
+
+class _TuneStopWatcher(logging.Handler):
+    """Notes Tune's 'Stop signal received' (its SIGINT handler) as the run's first Ctrl-C; passes on the rest."""
+
+    def __init__(self, stop: StopSignal):
+        super().__init__(logging.WARNING)
+        self.stop = stop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Stop signal received"):
+            self.stop.request()
+            log.warning(
+                "Ctrl-C: the study stops (its state is saved); then the run stops with a --resume hint "
+                "(Ctrl-C again to exit at once)"
+            )
+        elif record.levelno >= logging.ERROR and "Trials did not complete" not in message:
+            log.error("Ray Tune: %s", message)
+
+
+def fit_study(ctx, tuner, callback, planned: int, time_budget_s: float | None):
+    """Run one Tune study under the run's stop signal; (result grid, how its trials ended), said when early."""
+
+    with ctx.stop.study():
+        try:
+            grid = tuner.fit()
+        finally:
+            callback.flush()  # trial runs still queued for MLflow
+    ctx.compute["trial_seconds"] += trial_seconds(grid)
+    study = study_outcome(grid, planned, time_budget_s, ctx.stop.requested)
+    report_outcome(ctx, study, time_budget_s)
+    return grid, study
+
+
+def report_outcome(ctx, outcome: StudyOutcome, time_budget_s: float | None) -> None:
+    """Say how a study ended when it ended early (a Ctrl-C, the time budget), and remember a Ctrl-C that Tune
+    caught (`ctx.stop`)."""
+    if outcome.interrupted:
+        ctx.stop.request()
+        ctx.progress(
+            f"  interrupted: {outcome.finished} trials finished, {outcome.failed} failed, "
+            f"{len(outcome.interrupted)} interrupted (run again on --resume)"
+        )
+    elif outcome.budget_reached:
+        ctx.progress(
+            f"  time budget of {time_budget_s:g}s reached: {outcome.finished + outcome.failed} of "
+            f"{outcome.planned} trials run ({outcome.finished} finished, {outcome.failed} failed)"
+        )
+
+
+class StopRequested(Exception):
+    """Raised by a stage that stopped at a Ctrl-C: `partial` holds the results.json entries it has, `where`
+    says what was under way."""
+
+    def __init__(self, where: str, partial: dict | None = None):
+        super().__init__(where)
+        self.where, self.partial = where, partial or {}

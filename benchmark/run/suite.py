@@ -1,0 +1,239 @@
+"""`python -m benchmark run`: every task of a suite tuned on validation data, tested once, logged.
+
+`run_suite` reads as its stages: start (validate options, tracking store, run state, Ray), plan
+(tasks grouped by dataset, split and protocol), then per group either
+
+- holdout (the paper's protocol): embeddings once (cache), a Ray Tune study with Optuna search
+  trains bridges and reports validation metrics, each task picks its best trial by its own
+  primary metric (validation only), the chosen configuration is retrained with the task's final
+  seeds and evaluated once on the test side; or
+- repeated cross-validation (`benchmark.cv`): the suite's systems on the same folds, tuned
+  inside each fold where they have a search space, each fit tested once, then compared;
+
+and everything goes to MLflow (parent run per task, child runs below it) and `results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray
+from benchmark.core.io import atomic_write_bytes
+from benchmark.core.names import (
+    STAGE_FINAL,
+    STAGE_FIT,
+    STAGE_TRIAL,
+    TAG_RUN_UID,
+    TAG_STAGE,
+)
+from benchmark.data import datasets
+from benchmark.data.loaders import load_dataset
+from benchmark.encoders.cache import EmbeddingCache
+from benchmark.run import cv
+from benchmark.run.cv_jobs import load_systems
+from benchmark.run.context import RunContext, _load_state, _study_settings, lock_output, tune_storage
+from benchmark.run.holdout import _run_holdout_group
+from benchmark.run.interrupts import Interrupted, StopRequested, StopSignal
+from benchmark.run.options import RunOptions, resume_command
+from benchmark.tasks.specs import SuiteSpec, TaskSpec, get_suite, get_system, get_task
+from benchmark.tracking.store import (
+    Tracker,
+    check_reachable,
+    check_tracking_uri,
+    default_tracking_uri,
+)
+from benchmark.tracking.views import save_views
+from benchmark.tuning.callback import say
+from benchmark.tuning.space import load_search_space
+
+log = logging.getLogger(__name__)
+
+
+def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunContext, list[TaskSpec]]:
+    """Stage: validate the suite, lock the output folder, open the tracking store and the run state, start Ray."""
+    suite = get_suite(options.suite)
+    tasks = [get_task(name) for name in suite.tasks]
+    # every search space the run will use is read now: a bad one fails before any store, run or Ray starts
+    if suite.systems:
+        for name in suite.systems:
+            load_search_space(get_system(name).search_space)
+    else:
+        load_search_space(options.search_space or suite.search_space)
+    tracking_uri = check_tracking_uri(options.tracking_uri or default_tracking_uri())
+    cache = (EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()).check_writable()
+    check_reachable(tracking_uri)
+    output = Path(options.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    lock = lock_output(output)
+    try:
+        return _open(options, progress, suite, tasks, tracking_uri, output, lock, cache), tasks
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open(
+    options: RunOptions,
+    progress,
+    suite: SuiteSpec,
+    tasks: list[TaskSpec],
+    tracking_uri: str,
+    output: Path,
+    lock,
+    cache: EmbeddingCache,
+) -> RunContext:
+
+    state = _load_state(output, options)
+    tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
+    tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
+    if options.resume:  # a driver killed outright (SIGKILL, a lost head) leaves its last writes RUNNING
+        cut = sum(
+            tracker.delete_open_runs(**{TAG_RUN_UID: state["run_uid"], TAG_STAGE: stage})
+            for stage in (STAGE_TRIAL, STAGE_FINAL, STAGE_FIT)
+        )
+        if cut:
+            progress(
+                f"resume: {cut} MLflow run(s) cut off when the previous driver was killed are deleted "
+                "and logged again whole"
+            )
+    init_ray(options.address)
+    check_resources(options.cpus_per_trial, options.gpus_per_trial)
+    check_storage_shared(
+        tune_storage(options, output), flag="--storage" if options.storage else "--output or --storage"
+    )
+    return RunContext(options, suite, tracker, state, output, cache, progress, lock=lock)
+
+
+def _plan(tasks: list[TaskSpec]) -> dict[str, list[TaskSpec]]:
+    """Stage: tasks with equal split keys (dataset, split, protocol) share folds, trials and fits."""
+    groups: dict[str, list[TaskSpec]] = {}
+    for task in tasks:
+        groups.setdefault(task.split_key(), []).append(task)
+    return groups
+
+
+def _run_cv_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict:
+
+    systems = load_systems([get_system(name) for name in ctx.suite.systems])
+    # ASHA would compare trials of different folds (different validation sets): never under CV
+    settings_for = lambda system: _study_settings(  # noqa: E731
+        ctx,
+        f"{ctx.suite.name}-{group[0].split.name}-cv-{system.name}-{key}",
+        system.space,
+        ctx.options.num_samples or system.spec.num_samples,
+        asha=False,
+    )
+    return cv.run_group(ctx, group, dataset, systems, settings_for)
+
+
+def _load_group_dataset(ctx: RunContext, task: TaskSpec, loaded: dict):
+    """Stage: the group's dataset (each registered dataset loaded once per run)."""
+
+    spec = task.dataset
+    if spec.source == "file":
+        return load_dataset(Path(spec.path), split_column=spec.split_column, max_heavy_atoms=spec.max_heavy_atoms)
+    key = (spec.name, spec.max_heavy_atoms)
+    if key not in loaded:
+        loaded[key] = datasets.load(
+            spec.name,
+            data=ctx.options.data,
+            allow_download=ctx.options.allow_download,
+            max_heavy_atoms=spec.max_heavy_atoms,
+        )
+    return loaded[key]
+
+
+def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:
+    """Run a suite. A first Ctrl-C ends it with `Interrupted` (results so far written, the --resume command in
+    the message); a failure ends every MLflow run it left open as FAILED."""
+
+    stop = StopSignal()
+    with stop.installed():
+        ctx, tasks = _start(options, progress or say)
+        ctx.stop = stop
+        try:
+            return _run_groups(ctx, tasks, options)
+        except (Exception, StopRequested):
+            _end_open_runs(ctx, "FAILED")
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: mark the open runs and go (a resume reopens them)
+            _end_open_runs(ctx, "KILLED")
+            raise
+        finally:
+            ctx.lock.release()
+
+
+def _end_open_runs(ctx: RunContext, status: str) -> None:
+    """No run of this run_uid stays RUNNING in MLflow after the run stops (a resume reopens the parents)."""
+    try:
+        for run_id in ctx.tracker.open_runs(**{TAG_RUN_UID: ctx.state["run_uid"]}):
+            ctx.tracker.end(run_id, status)
+    except Exception as exc:  # the store itself may be why the run failed
+        log.warning("could not mark the open MLflow runs %s: %s", status, exc)
+
+
+def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> dict:
+    """Stages per task group, then results.json. Groups finished earlier in this run (run_state.json) are not
+    run or logged again: `--resume` on a finished run reports it and does nothing else."""
+    results = {
+        "suite": ctx.suite.name,
+        "run_uid": ctx.state["run_uid"],
+        "tracking_uri": ctx.tracker.tracking_uri,
+        "experiment": ctx.tracker.experiment,
+        "tasks": {},
+    }
+    if not ctx.suite.systems:
+        results["search_space"] = load_search_space(options.search_space or ctx.suite.search_space).name
+    started, loaded = time.perf_counter(), {}
+    done = ctx.state.setdefault("groups_done", {})
+    try:
+        for key, group in _plan(tasks).items():
+            if key in done:
+                ctx.progress(
+                    f"[{', '.join(t.name for t in group)}] finished earlier in run {ctx.state['run_uid']}: "
+                    "results from run_state.json, nothing run or logged again"
+                )
+                results["tasks"].update(done[key])
+                continue
+            if ctx.stop.requested:
+                raise StopRequested(f"before {', '.join(t.name for t in group)}")
+            dataset = _load_group_dataset(ctx, group[0], loaded)
+            run_group = _run_cv_group if group[0].protocol.is_cv else _run_holdout_group
+            entries = run_group(ctx, key, group, dataset)
+            results["tasks"].update(entries)
+            done[key] = entries
+            ctx.save_state()
+    except StopRequested as stop:
+        results["tasks"].update(stop.partial)
+        results["interrupted"] = {"where": stop.where, "resume": resume_command(options)}
+        _write_results(ctx, results, started)
+        _end_open_runs(ctx, "KILLED")
+        raise Interrupted(
+            f"interrupted ({stop.where}); what finished is in MLflow and {ctx.output / 'results.json'}; "
+            f"resume with: {resume_command(options)}"
+        ) from None
+    results["already_finished"] = ctx.state.get("finished") is not None and options.resume
+    results["views"] = save_views(
+        ctx.tracker,
+        ctx.state["run_uid"],
+        sorted({t.primary_key for t in tasks}),
+        cv=any(t.protocol.is_cv for t in tasks),
+    )
+    ctx.state.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    ctx.save_state()
+    _write_results(ctx, results, started)
+    return results
+
+
+def _write_results(ctx: RunContext, results: dict, started: float) -> None:
+
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["compute"] = {
+        **{k: round(v, 1) for k, v in ctx.compute.items()},
+        "workers": fitting_trials(ctx.options.cpus_per_trial, ctx.options.gpus_per_trial),
+    }
+    atomic_write_bytes(ctx.output / "results.json", json.dumps(results, indent=2, default=float).encode())

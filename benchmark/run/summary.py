@@ -1,0 +1,55 @@
+"""The console summary of a finished (or interrupted) run, read from its results."""
+
+from __future__ import annotations
+
+
+def format_summary(results: dict) -> str:
+    lines = [f"{'task':<26}{'primary metric':<34}{'mean':>7}  {'95% CI':<17}{'n':>8}  chosen configuration", "-" * 120]
+    for name, entry in results["tasks"].items():
+        if "systems" in entry:
+            lines += _cv_summary_lines(name, entry)
+            continue
+        if "final" not in entry:
+            lines.append(f"{name:<26}(no final: {entry.get('error', 'interrupted')}; {_trial_counts(entry['trials'])})")
+            continue
+        key = entry["primary_metric"]
+        mode, metric = key.split("/")
+        value = entry["final"]["metrics"][mode][metric]
+        n = f"{value['n']}" + (f"/{value['n_groups']}g" if "n_groups" in value else "")
+        leak = " LEAKY" if entry["leaky"] else ""
+        lines.append(
+            f"{name + leak:<26}{key:<34}{value['value']:>7.3f}  [{value['ci_low']:.3f}, {value['ci_high']:.3f}]"
+            f"{n:>9}  {entry['chosen']['short']}"
+        )
+        trials = entry["trials"]
+        if trials.get("planned") and trials["finished"] < trials["planned"]:
+            lines.append(f"{'':<26}({_trial_counts(trials)})")
+    return "\n".join(lines)
+
+
+def _trial_counts(trials: dict) -> str:
+    """'2 of 4 trials finished, 0 failed, 1 interrupted; stopped by the time budget' (results.json's counts)."""
+    text = (
+        f"{trials['finished']} of {trials.get('planned', '?')} trials finished, {trials['failed']} failed, "
+        f"{trials.get('interrupted', 0)} interrupted"
+    )
+    return text + ("; stopped by the time budget" if trials.get("stopped_by") else "")
+
+
+def _cv_summary_lines(name: str, entry: dict) -> list[str]:
+    key = entry["primary_metric"]
+    comparison = entry["comparison"].get(key)
+    letters = comparison["letters"] if comparison else {}
+    order = [s["system"] for s in comparison["systems"]] if comparison else list(entry["systems"])
+    p = entry["protocol"]
+    lines = [
+        f"{name:<26}{key:<34}repeated CV {p['folds']}x{p['repeats']}; "
+        + (f"{comparison['test']} ({comparison['reason']})" if comparison else "no comparison")
+    ]
+    for system in order:
+        summary = entry["systems"][system]["summary"][key]
+        lines.append(
+            f"  {system:<24}{'':<34}{summary['mean']:>7.3f}  [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}]"
+            f"{summary['n_folds']:>6} folds  group {letters.get(system, '-')}"
+        )
+    return lines

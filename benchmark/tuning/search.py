@@ -1,0 +1,257 @@
+"""The Tune study: Optuna searchers (one seeded study per fold, resumable, within a budget) and the Tuner."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from optuna.exceptions import UpdateFinishedTrialError
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from benchmark.cluster.ray_cluster import fitting_trials
+from benchmark.core.errors import BenchmarkError
+from benchmark.tuning.space import SearchSpace
+from benchmark.tuning.trainable import FOLD_KEY, OBJECTIVE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudySettings:
+    name: str
+    storage_path: str  # a folder, or a URI Ray Tune understands (s3://...)
+    num_samples: int
+    time_budget_s: float | None = None
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    asha: bool = False
+    max_reports: int = 10
+    seed: int = 0
+    optuna_storage: str | None = None
+    max_failures: int = 2
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose persistent study tolerates trials Tune re-runs after a restore.
+
+    A trial that finished just before an interruption may already be closed in the Optuna
+    study while Tune's last checkpoint still lists it as running; Tune then runs it again and
+    its reports must not crash the study.
+    """
+
+    def on_trial_result(self, trial_id, result):
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            log.debug("trial %s already closed in the Optuna study", trial_id)
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        try:
+            super().on_trial_complete(trial_id, result, error)
+        except UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
+
+
+class BudgetSearch(Searcher):
+    """A searcher that starts no trial once the study's time budget is spent; running trials finish.
+
+    (Tune's own `time_budget_s` stops running trials mid-training, whose last reports are then not their
+    results.) The clock starts at the first suggestion in this process, so a resumed study gets the budget
+    again.
+    """
+
+    def __init__(self, searcher: Searcher, budget_s: float):
+        super().__init__(metric=OBJECTIVE, mode="max")
+        self.searcher, self.budget_s = searcher, budget_s
+        self._deadline: float | None = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_deadline": None}
+
+    def get_state(self) -> dict:  # a wrapper's own state, as Tune saves it (the wrapped searcher saves itself)
+        return {"budget_s": self.budget_s}
+
+    def set_state(self, state: dict) -> None:
+        self.budget_s = state["budget_s"]
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str):
+
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.budget_s
+        if time.monotonic() >= self._deadline:
+            return Searcher.FINISHED
+        return self.searcher.suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        self.searcher.on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.searcher.restore(checkpoint_path)
+
+
+class PerFoldSearch(Searcher):
+    """One Tune searcher over several outer folds: an independent Optuna study per fold.
+
+    Trials are handed out round-robin (the fold with the fewest so far), `per_fold` each; results
+    go back only to the study of the trial's own fold, so selection inside a fold never sees
+    another fold's data (whose inner validation may hold this fold's test molecules).
+    """
+
+    def __init__(self, searchers: dict[str, Searcher], per_fold: int):
+        super().__init__(metric=OBJECTIVE, mode="max")
+        self.searchers, self.per_fold = searchers, per_fold
+        self.folds = list(searchers)
+        self.given = {fold: 0 for fold in self.folds}
+        self.fold_of: dict[str, str] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        for searcher in self.searchers.values():
+            searcher.set_search_properties(metric, mode, config, **spec)
+        return True
+
+    def suggest(self, trial_id: str):
+        open_folds = [f for f in self.folds if self.given[f] < self.per_fold]
+        if not open_folds:
+            return Searcher.FINISHED
+        fold = min(open_folds, key=lambda f: (self.given[f], self.folds.index(f)))
+        config = self.searchers[fold].suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            return config
+        self.given[fold] += 1
+        self.fold_of[trial_id] = fold
+        return {**config, FOLD_KEY: fold}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.fold_of:
+            self.searchers[self.fold_of[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        if trial_id in self.fold_of:
+            self.searchers[self.fold_of[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        """One file (Tune syncs only this one): own bookkeeping as JSON, each fold's study as the bytes that
+        OptunaSearch's own `save` writes (base64)."""
+
+        studies = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for fold, searcher in self.searchers.items():
+                searcher.save(str(Path(tmp) / "fold"))
+                studies[fold] = base64.b64encode((Path(tmp) / "fold").read_bytes()).decode()
+        with open(checkpoint_path, "w") as handle:
+            json.dump(
+                {
+                    "folds": self.folds,
+                    "per_fold": self.per_fold,
+                    "given": self.given,
+                    "fold_of": self.fold_of,
+                    "studies": studies,
+                },
+                handle,
+            )
+
+    def restore(self, checkpoint_path: str) -> None:
+
+        with open(checkpoint_path) as handle:
+            state = json.load(handle)
+        if state["folds"] != self.folds:
+            raise BenchmarkError(
+                f"the saved search covers folds {state['folds']}, this run {self.folds}: "
+                "start a new run instead of resuming"
+            )
+        self.per_fold, self.given, self.fold_of = state["per_fold"], state["given"], state["fold_of"]
+        with tempfile.TemporaryDirectory() as tmp:
+            for fold, encoded in state["studies"].items():
+                (Path(tmp) / "fold").write_bytes(base64.b64decode(encoded))
+                self.searchers[fold].restore(str(Path(tmp) / "fold"))
+
+
+def make_tuner(
+    trainable: Callable,
+    settings: StudySettings,
+    space: SearchSpace,
+    *,
+    callbacks: list,
+    resume: bool = False,
+    folds: list[str] | None = None,
+):
+    """A Tuner (or a restored one) with seeded TPE through OptunaSearch and optional ASHA."""
+    import optuna  # optuna: imported only when a study is read
+    from ray import tune  # ray: heavy, imported only when a study or cluster is used
+    from ray.tune.schedulers import ASHAScheduler  # ray: heavy, imported only when a study or cluster is used
+
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    # With a searcher, Tune keeps one trial pending unless a cap is given: default to what fits
+    max_concurrent = settings.max_concurrent or fitting_trials(settings.cpus_per_trial, settings.gpus_per_trial)
+    wrapped = tune.with_resources(trainable, resources)
+    path = f"{str(settings.storage_path).rstrip('/')}/{settings.name}"
+    if resume and tune.Tuner.can_restore(path):
+        log.info("resuming %s", path)
+        return tune.Tuner.restore(
+            path, trainable=wrapped, resume_unfinished=True, resume_errored=False, restart_errored=False
+        )
+    storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
+
+    def optuna_search(offset: int = 0, suffix: str = ""):
+        return ResumableOptunaSearch(
+            space=space.define_by_run,
+            metric=OBJECTIVE,
+            mode="max",
+            sampler=optuna.samplers.TPESampler(seed=settings.seed + offset),
+            storage=storage,
+            study_name=settings.name + suffix if storage else None,
+        )
+
+    if folds:  # num_samples counts trials per fold
+        searcher = PerFoldSearch(
+            {fold: optuna_search(i, f"-{fold}") for i, fold in enumerate(folds)}, settings.num_samples
+        )
+    else:
+        searcher = optuna_search()
+    if settings.time_budget_s:
+        searcher = BudgetSearch(searcher, settings.time_budget_s)
+    num_samples = settings.num_samples * len(folds) if folds else settings.num_samples
+    scheduler = (
+        ASHAScheduler(
+            time_attr="training_iteration", max_t=max(settings.max_reports, 1), grace_period=1, reduction_factor=2
+        )
+        if settings.asha
+        else None
+    )
+    return tune.Tuner(
+        wrapped,
+        tune_config=tune.TuneConfig(
+            metric=OBJECTIVE,
+            mode="max",
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=settings.name,
+            storage_path=str(settings.storage_path),
+            verbose=0,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )

@@ -1,6 +1,5 @@
 """`run` under repeated cross-validation, end to end on a tiny suite: Ray Tune + Optuna + MLflow + statistics."""
 
-import json
 from collections import Counter
 
 import optuna
@@ -10,6 +9,7 @@ from suite_helpers import write_cv_suite
 
 from benchmark.core.names import STAGE_FIT, STAGE_SYSTEM, STAGE_TASK, STAGE_TRIAL
 from benchmark.run.options import RunOptions
+from benchmark.run.result_schema import check_results, read_results
 from benchmark.run.suite import run_suite
 
 
@@ -86,7 +86,7 @@ def test_tuning_stays_inside_each_fold(cv_run):
 
 
 def test_results_carry_per_fold_values_and_the_comparison(cv_run):
-    saved = json.loads((cv_run["root"] / "out" / "results.json").read_text())
+    saved = check_results(read_results(cv_run["root"] / "out" / "results.json"))  # declared shape, version 1
     entry = saved["tasks"]["tinycv-grouped"]
     assert entry["protocol"]["kind"] == "repeated_cv" and len(entry["folds"]["per_fold"]) == 6
     tuned = entry["systems"]["tinycv-tuned"]

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from suite_helpers import TINY_SPACE, write_suite
 
 from benchmark.run.options import RunOptions
+from benchmark.run.result_schema import SCHEMA_VERSION, check_results, read_results
 from benchmark.run.suite import run_suite
 
 
@@ -75,8 +76,9 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
     assert len(client.get_metric_history(trial_run.info.run_id, "train.loss")) == 10  # per-epoch curve
     assert len(client.get_metric_history(trial_run.info.run_id, "val.text_to_molecule.recall_at_1")) == 2
     # results.json: per task the chosen configuration and final metrics in the single-configuration shape
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved == json.loads(json.dumps(results))
+    saved = read_results(tmp_path / "out" / "results.json")
+    assert saved == json.loads(json.dumps(results)) and saved["schema_version"] == SCHEMA_VERSION
+    check_results(saved)  # every key the run wrote is declared in the schema
     final = saved["tasks"]["tiny-grouped"]["final"]
     assert set(final["metrics"]) == {"text_to_molecule_grouped", "molecule_to_text_grouped"}
     assert set(final["metrics"]["text_to_molecule_grouped"]["recall@1"]) >= {

@@ -160,7 +160,8 @@ def test_protocols_of_the_shipped_tasks_and_systems():
     "suite,message",
     [
         (
-            "s1:\n  description: x\n  tasks: [scaffold-global, paper-scaffold-global]\n  systems: [paper-defaults, untrained-heads]\n",
+            "s1:\n  description: x\n  tasks: [scaffold-global, paper-scaffold-global]\n"
+            "  systems: [paper-defaults, untrained-heads]\n",
             "mixes holdout and repeated_cv",
         ),
         ("s2:\n  description: x\n  tasks: [scaffold-global]\n", "at least two 'systems'"),

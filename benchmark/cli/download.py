@@ -7,7 +7,6 @@ from benchmark.data.datasets import DATASETS
 
 
 def cmd_download(args) -> int:
-
     entry = DATASETS.get(args.dataset)
     path = download_to_cache(out_dir=args.out, force=args.force, min_phase=entry.min_phase, name=entry.download_name)
     print(f"ChEMBL dataset {entry.name!r}: {path} (provenance in {path.with_suffix('.json')})")

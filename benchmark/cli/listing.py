@@ -13,7 +13,6 @@ from benchmark.tuning.space import available_search_spaces, load_search_space
 
 
 def cmd_list(kind: str) -> int:
-
     if kind != "all" and kind not in LIST_KINDS:
         raise UnknownNameError("list kind", kind, LIST_KINDS)
     show = LIST_KINDS if kind == "all" else (kind,)
@@ -81,7 +80,8 @@ def cmd_list(kind: str) -> int:
     if "losses" in show:
         print(
             "loss terms (weights / switches):\n  infonce               symmetric InfoNCE, --temperature, --margin, "
-            "--hard-negative-beta, --same-target-weight\n  u2u                   second-order KL(TT||MM)+KL(MM||TT), --u2u-weight\n"
+            "--hard-negative-beta, --same-target-weight\n  u2u                   second-order "
+            "KL(TT||MM)+KL(MM||TT), --u2u-weight\n"
             "  u2c                   second-order KL(TT||MT)+KL(MM||TM), --u2c-weight"
         )
     return 0

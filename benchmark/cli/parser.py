@@ -64,7 +64,6 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _columns(args):
-
     if not (args.smiles_column or args.text_column):
         if args.id_column or args.group_column:
             raise ConfigError("--id-column/--group-column need --smiles-column and --text-column too")

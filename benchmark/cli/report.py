@@ -8,7 +8,6 @@ from benchmark.tracking.store import default_tracking_uri
 
 
 def cmd_report(args) -> int:
-
     if args.practical_difference is not None and not 0 <= args.practical_difference < 1:
         raise ConfigError(f"--practical-difference must lie in [0, 1), got {args.practical_difference}")
     written = generate_report(

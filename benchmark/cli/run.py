@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from benchmark.core.errors import ConfigError
 from benchmark.run.interrupts import INTERRUPTED_EXIT, Interrupted
 from benchmark.run.options import RUN_FLAGS, RunOptions, resume_command
+from benchmark.run.result_schema import RESULTS_FILE
 from benchmark.run.suite import run_suite
 from benchmark.run.summary import format_summary
 from benchmark.tuning.progress import make_progress
@@ -30,7 +31,6 @@ def run_options(args):
 
 
 def cmd_run(args) -> int:
-
     options = run_options(args)
     progress = make_progress()
     try:
@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
         )
     print(format_summary(results))
     print(
-        f"\nresults: {Path(args.output).resolve() / 'results.json'}; MLflow: {results['tracking_uri']} "
+        f"\nresults: {Path(args.output).resolve() / RESULTS_FILE}; MLflow: {results['tracking_uri']} "
         f"(experiment {results['experiment']}); browse with: mlflow ui --backend-store-uri {results['tracking_uri']}"
     )
     for name, route in results.get("views", {}).items():

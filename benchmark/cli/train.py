@@ -10,7 +10,6 @@ from benchmark.model.config import TrialConfig
 
 
 def cmd_train(args) -> int:
-
     text_templates = {"custom": args.text_template} if args.text_template else None
     split = args.split or ("published" if args.split_column else "random")
     text_field = args.text_field or ("text_rich_no_drug" if split == "prospective" else "text_rich")

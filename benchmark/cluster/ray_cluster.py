@@ -174,7 +174,8 @@ def check_storage_shared(storage: str, *, flag: str = "--storage") -> None:
         (folder / marker).unlink(missing_ok=True)
     if blind:
         raise BenchmarkError(
-            f"Ray Tune's storage {str(folder)!r} is a local folder that {len(blind)} of the cluster's {len(nodes)} nodes "
+            f"Ray Tune's storage {str(folder)!r} is a local folder that {len(blind)} of the cluster's {len(nodes)} "
+            "nodes "
             f"cannot see: {'; '.join(blind)}. Nodes on other hosts must share it: pass {flag} with a folder "
             "mounted at the same path on every node (NFS, a shared volume) or a URI Ray Tune understands "
             f"(s3://bucket/path, gs://bucket/path); or put --output on such shared storage. Nothing was launched. "

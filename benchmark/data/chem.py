@@ -132,7 +132,6 @@ class _Worker:
     """A child Python answering one SMILES per line with a JSON line [key, stripped]."""
 
     def __init__(self):
-
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmark.data.chem"],
             stdin=subprocess.PIPE,
@@ -144,7 +143,6 @@ class _Worker:
         self.ask("C", 120.0)  # started and RDKit imported: its start-up is not a structure's time
 
     def ask(self, smiles: str, seconds: float):
-
         try:
             self.proc.stdin.write(smiles.replace("\n", " ") + "\n")
             self.proc.stdin.flush()

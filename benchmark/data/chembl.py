@@ -1,8 +1,8 @@
 """Download drugs and their mechanisms from the ChEMBL web services.
 
 The real path for users with internet: molecules by clinical phase (approved: max_phase = 4;
-clinical: max_phase >= 1), their `mechanism` records, target names and types from `target`. The result lands as parquet in
-the cache directory with the ChEMBL release and row counts beside it, in the same schema as
+clinical: max_phase >= 1), their `mechanism` records, target names and types from `target`. The
+result lands as parquet in the cache directory with the ChEMBL release and row counts beside it, in the same schema as
 the offline snapshot, so `load_dataset` reads either.
 
 chembl_webresource_client fetches a schema when imported and raises without network, so it
@@ -91,7 +91,6 @@ def _chunks(ids: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:  # no
 
 
 def _digest(ids: list[str]) -> str:
-
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:10]
 
 

@@ -37,7 +37,8 @@ class EmbeddingCache:
             probe.unlink()
         except OSError as exc:
             raise BenchmarkError(
-                f"the embedding cache folder {self.root} cannot be written ({type(exc).__name__}: {exc.strerror or exc}); "
+                f"the embedding cache folder {self.root} cannot be written ({type(exc).__name__}: "
+                f"{exc.strerror or exc}); "
                 f"pass --cache-dir with a writable folder or set {CACHE_ENV}"
             ) from None
         return self

@@ -58,7 +58,8 @@ def embed(
     except Exception as exc:  # a plugin's own bug or a model that cannot run: name the encoder
         raise EncoderError(
             f"encoder {encoder.name!r} ({type(encoder).__module__}.{type(encoder).__name__}) failed on {len(items)} "
-            f"{encoder.modality} items: {type(exc).__name__}: {exc}. Nothing was cached; fix the encoder or pick another."
+            f"{encoder.modality} items: {type(exc).__name__}: {exc}. Nothing was cached; fix the encoder or pick "
+            "another."
         ) from exc
     matrix = check_output(encoder, items, raw)
     seconds = time.perf_counter() - started

@@ -27,10 +27,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from benchmark.core.io import atomic_write_bytes, hash_items, sha256_bytes
+from benchmark.core.settings import Strict
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,8 @@ ATOM_FEATURES = (
 BOND_FEATURES = (("type", len(BOND_TYPES) + 1), ("conjugated", 2), ("in_ring", 2), ("stereo", len(STEREO) + 1))
 
 
-class GraphEncoderConfig(BaseModel):
+class GraphEncoderConfig(Strict):
     """Parameters of `mol_encoder: {name: gin, params: ...}` (validated with the trial configuration)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     layers: int = Field(5, ge=1, le=12)
     hidden: int = Field(64, ge=8, le=2048)

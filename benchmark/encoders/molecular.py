@@ -143,5 +143,4 @@ class GraphInput(BaseEncoder):
     description = "trainable GINE graph encoder (benchmark.graphs)"
 
     def encode(self, items: list[str]) -> np.ndarray:
-
         return index_features(len(items))

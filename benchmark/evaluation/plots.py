@@ -12,9 +12,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (no timestamp or software tag: the same figure gives the same bytes); closes it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
 
@@ -30,7 +31,7 @@ def cosine_heatmaps(untrained: torch.Tensor, trained: torch.Tensor, title: str =
     fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
     if title:
         fig.suptitle(title)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def pair_similarities(bridge, data, rows: np.ndarray, k: int = 40) -> torch.Tensor:
@@ -54,4 +55,4 @@ def recall_curves(curves: dict[str, list[float]], title: str = "") -> bytes:
     ax.legend()
     if title:
         ax.set_title(title)
-    return _png(fig)
+    return png_bytes(fig)

@@ -10,8 +10,9 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from benchmark.core.settings import Strict
 from benchmark.encoders.graphs import GRAPH_ENCODER, graph_config
 
 
@@ -27,16 +28,12 @@ def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str,
     return out
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EncoderSpec(_Strict):
+class EncoderSpec(Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class BridgeConfig(_Strict):
+class BridgeConfig(Strict):
     """Dual heads into a shared space. `memory_bank`: per-modality token maps + shared learnable queries."""
 
     head: Literal["linear", "mlp", "memory_bank"] = "linear"
@@ -54,7 +51,7 @@ class BridgeConfig(_Strict):
         return self
 
 
-class LossConfig(_Strict):
+class LossConfig(Strict):
     """Weighted loss terms. A weight of 0 switches a term off."""
 
     temperature: float = Field(0.07, gt=0, le=10)
@@ -73,14 +70,14 @@ class LossConfig(_Strict):
         return self
 
 
-class OptimConfig(_Strict):
+class OptimConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     epochs: int = Field(100, ge=0)
     batch_size: int = Field(512, ge=2)
 
 
-class TrialConfig(_Strict):
+class TrialConfig(Strict):
     """One bridge configuration; defaults are the paper's settings."""
 
     mol_encoder: EncoderSpec = EncoderSpec(name="ecfp4")
@@ -96,7 +93,6 @@ class TrialConfig(_Strict):
 
     @model_validator(mode="after")
     def _graph_encoder_params(self):
-
         if self.mol_encoder.name == GRAPH_ENCODER:
             params = graph_config(self.mol_encoder.params)
             if params.align_weight and not params.align_to:

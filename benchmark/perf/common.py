@@ -66,7 +66,6 @@ class Report:
 
 # ---------------------------------------------------------------------------------------- trial
 def _chembl_setup(data: str | None):
-
     dataset = load_dataset(data)
     split = make_split(dataset, "scaffold", 0)
     prepared = prepare_trial_data(dataset, TrialConfig(), split)

@@ -20,7 +20,6 @@ from benchmark.training.trial import prepare_trial_data
 
 # ---------------------------------------------------------------------------------------- cache
 def section_cache(report: Report, data: str | None) -> None:
-
     dataset = load_dataset(data)
     split = make_split(dataset, "scaffold", 0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,7 +44,6 @@ def section_cache(report: Report, data: str | None) -> None:
 
 # ------------------------------------------------------------------------------------- encoding
 def section_encoding(report: Report, data: str | None, repeats: int) -> None:
-
     dataset = load_dataset(data)
     texts = sorted(set(dataset.texts("text_rich")))
     encoder = build_encoder("hf-text", model=minilm_path(), pooling="mean", batch_size=32, device="cpu")
@@ -87,7 +85,6 @@ def section_encoding(report: Report, data: str | None, repeats: int) -> None:
 
 
 def _padded_tokens(encoder, texts: list[str], sort: bool) -> float:
-
     tokenizer = encoder._model[0]
     total = 0
     for index in _length_sorted_batches(texts, encoder.batch_size, sort):

@@ -31,7 +31,6 @@ def synthetic_embeddings(n: int, d: int = 256, seed: int = 0) -> tuple[torch.Ten
 
 
 def reference_ranks(texts: torch.Tensor, mols: torch.Tensor, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-
     n_t, n_m = len(texts), len(mols)
     return (
         rank_of_best_positive(texts, mols, positive_matrix(pairs, pairs, n_t, n_m)),
@@ -40,7 +39,6 @@ def reference_ranks(texts: torch.Tensor, mols: torch.Tensor, pairs: np.ndarray) 
 
 
 def _evaluation_child(n: int, device: str, queue) -> None:
-
     torch.set_num_threads(os.cpu_count() or 1)
     texts, mols = synthetic_embeddings(n)
     texts, mols = texts.to(device), mols.to(device)
@@ -74,7 +72,6 @@ def evaluation_in_fresh_process(n: int, device: str = "cpu") -> tuple[float, flo
 
 
 def section_evaluation(report: Report, *, repeats: int, compare_n: int, big_n: int, devices: list[str]) -> None:
-
     texts, mols = synthetic_embeddings(compare_n)
     pairs = np.arange(compare_n)
     check = [None, None]
@@ -132,7 +129,6 @@ def multinomial_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 
 
 def section_bootstrap(report: Report, *, repeats: int, n: int) -> None:
-
     ranks = np.random.default_rng(0).integers(1, 2000, n) / 2.0
     hits = (ranks <= 10).astype(np.float64)
 

@@ -98,8 +98,10 @@ def _cluster_run(
         per_node = con.execute(
             "select s.value, n.value, count(distinct t.value) from tags s join tags n on n.run_uuid = s.run_uuid "
             "join tags t on t.run_uuid = s.run_uuid join runs r on r.run_uuid = s.run_uuid "
-            "where s.key = 'stage' and s.value in ('trial', 'fit') and n.key = 'ray.node_id' and r.lifecycle_stage = 'active' "
-            "and t.key = (case s.value when 'trial' then 'trial_id' else 'mlflow.runName' end) group by s.value, n.value"
+            "where s.key = 'stage' and s.value in ('trial', 'fit') and n.key = 'ray.node_id' and r.lifecycle_stage "
+            "= 'active' "
+            "and t.key = (case s.value when 'trial' then 'trial_id' else 'mlflow.runName' end) group by s.value, "
+            "n.value"
         ).fetchall()
         retried = con.execute("select count(*) from tags where key = 'attempts' and value != '1'").fetchone()[0]
     return {"wall": wall, "per_node": per_node, "retried": retried, "lost_at": lost_at}

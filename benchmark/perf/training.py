@@ -17,12 +17,10 @@ from benchmark.training.trial import prepare_trial_data, train_on_split
 
 
 def _train_seconds(cfg, mol_x, text_x, mol_idx, text_idx, groups) -> float:
-
     return train_bridge(cfg, mol_x, text_x, mol_idx, text_idx, groups).seconds
 
 
 def section_trial(report: Report, setup, *, repeats: int, epochs: int, device: str) -> None:
-
     _, split, data = setup
     dev = torch.device(device)
     mol_x, text_x = torch.as_tensor(data.mol_features, device=dev), torch.as_tensor(data.text_features, device=dev)
@@ -138,7 +136,6 @@ def synthetic_pairs(n: int, bits: int = 2048, on_bits: int = 50, text_dim: int =
 
 
 def section_scaling(report: Report, *, sizes: list[int], epochs: int, device: str, out_dir: Path) -> list[tuple]:
-
     rows = []
     for n in sizes:
         fingerprints, texts = synthetic_pairs(n)

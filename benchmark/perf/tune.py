@@ -80,7 +80,8 @@ def section_tune(report: Report, setup, *, n_trials: int, epochs: int, eval_ever
     report.add(
         "## Ray Tune overhead",
         "",
-        f"{n_trials} trials of the trial above ({epochs} epochs, validation every {eval_every} epochs, reported to Tune, "
+        f"{n_trials} trials of the trial above ({epochs} epochs, validation every {eval_every} epochs, reported to "
+        "Tune, "
         "logged to MLflow (sqlite) by the driver) through `make_tuner` (reused actors, OptunaSearch, embeddings in "
         f"the object store). Bare: the same trial body (`tuning_trial`) in this process, {cores} threads, one after "
         f"another: median {base:.2f} s (min {min(bare_times):.2f}, max {max(bare_times):.2f}; 2 runs before Tune and 2 "

@@ -18,6 +18,7 @@ from benchmark.core.names import (
     TAG_TRIAL_ID,
     metric_key,
 )
+from benchmark.evaluation.plots import png_bytes
 
 PAPER_TABLE1 = [
     # setting, recall@1, mrr, grouped recall@1, our task (and what of it) that corresponds
@@ -168,14 +169,10 @@ def _trial_frame(runs: list, text_fields: dict[str, str]) -> pd.DataFrame:
 
 
 def _save(fig, folder: Path, name: str) -> str:
-
-    import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
     from PIL import Image  # PIL: imported only to embed figures
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     # plots have few colours: a 256-colour palette keeps them sharp at a third of the size (the HTML embeds them)
-    buffer.seek(0)
-    Image.open(buffer).convert("RGB").quantize(256).save(folder / name, format="PNG", optimize=True)
+    Image.open(io.BytesIO(png_bytes(fig, dpi=100))).convert("RGB").quantize(256).save(
+        folder / name, format="PNG", optimize=True
+    )
     return name

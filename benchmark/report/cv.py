@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.core.formatting import format_interval
 from benchmark.core.names import (
     REPEATED_CV,
     STAGE_FIT,
@@ -137,7 +138,7 @@ def leaderboard(task: CVTask) -> tuple[list[str], list[list[str]]]:
             [
                 s.system,
                 c.letters.get(s.system, "-"),
-                f"{s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]",
+                format_interval(s.mean, s.ci_low, s.ci_high),
                 str(s.n_folds),
                 f"{s.mean_rank:.2f}",
             ]
@@ -277,7 +278,8 @@ def _cd_diagram(task: CVTask, folder: Path) -> dict[str, str]:
     )
     return {
         _save(fig, folder, f"cv_cd_{task.task}.png"): (
-            f"{task.task}: critical-difference diagram of mean ranks over {c.n_folds} folds; crossbars join systems whose "
+            f"{task.task}: critical-difference diagram of mean ranks over {c.n_folds} folds; crossbars join systems "
+            "whose "
             f"difference is not significant ({c.test})"
         )
     }

@@ -35,7 +35,6 @@ def _studies(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def figures(data: ReportData, folder: Path, practical: float | None = None) -> dict[str, str]:
-
     import matplotlib  # matplotlib: heavy, imported only to draw
 
     matplotlib.use("Agg")
@@ -63,7 +62,8 @@ def figures(data: ReportData, folder: Path, practical: float | None = None) -> d
             name = f"heatmap_{task}.png"
             shutil.copyfile(source, folder / name)
             images[name] = (
-                f"{task}: cosine similarity of the first 40 test pairs, untrained heads (left) and trained bridge (right)"
+                f"{task}: cosine similarity of the first 40 test pairs, untrained heads (left) and trained bridge "
+                "(right)"
             )
     for task, row in sorted(best_bridges.items()):
         frame = pd.read_parquet(data.artifacts[f"queries:{row.run_id}"])

@@ -7,6 +7,7 @@ import html
 import math
 from pathlib import Path
 
+from benchmark.core.formatting import format_interval
 from benchmark.evaluation.bootstrap import paired_bootstrap
 from benchmark.report.base import DIFFERENCES, PAPER_TABLE1, ReportData, Row
 from benchmark.report.cv import leaderboard, method_note, pair_table
@@ -33,7 +34,7 @@ def _fmt(entry: dict | None) -> str:
         return "-"
     if entry.get("ci_low") is None:
         return f"{entry['value']:.3f}"
-    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+    return format_interval(entry["value"], entry["ci_low"], entry["ci_high"])
 
 
 def _n(entry: dict | None) -> str:
@@ -122,7 +123,6 @@ def paper_comparison(data: ReportData) -> tuple[list[str], list[list[str]], bool
 
 
 def _cv_markdown(data: ReportData, images: dict[str, str]) -> list[str]:
-
     if not data.cv:
         return []
     out = [
@@ -190,7 +190,8 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+color:#222}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem}table{border-collapse:collapse;width:100%;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}th{background:#f3f3f3}
 tr:nth-child(even) td{background:#fafafa}.leaky{color:#b00020;font-weight:600}figure{margin:1.5rem 0}

@@ -165,7 +165,6 @@ def tune_storage(options: RunOptions, output: Path) -> str:
 
 
 def _study_settings(ctx: RunContext, name: str, space, num_samples: int, asha: bool):
-
     options, suite = ctx.options, ctx.suite
     max_epochs = max(space.trial_config({}).optim.epochs, 1)
     return StudySettings(

@@ -30,6 +30,7 @@ from benchmark.model.config import TrialConfig
 from benchmark.run.cv_jobs import FitJob, System, fixed_jobs
 from benchmark.run.cv_logging import FoldLogger
 from benchmark.run.interrupts import StopRequested, fit_study
+from benchmark.run.result_schema import CVTaskEntry
 from benchmark.splits.folds import FoldPlan, plan_folds
 from benchmark.tasks.specs import TaskSpec
 from benchmark.training.trial import FitScore, TrialData, fit_and_score, prepare_trial_data
@@ -157,7 +158,6 @@ def tune_and_select(
 
 # ---- stage 5: fit and test, in parallel ----------------------------------------------------------------------------
 def _fit_task(config: dict, data: TrialData, split, threads: int) -> FitScore:
-
     torch.set_num_threads(max(1, threads))
     score = fit_and_score(TrialConfig.model_validate(config), data, split, side="test", device=trial_device())
     return dataclasses.replace(score, where=where_am_i())
@@ -215,7 +215,9 @@ def run_fits(
 
 
 # ---- the stages together -------------------------------------------------------------------------------------------
-def run_group(ctx, group: list[TaskSpec], dataset: PairDataset, systems: list[System], settings_for) -> dict:
+def run_group(
+    ctx, group: list[TaskSpec], dataset: PairDataset, systems: list[System], settings_for
+) -> dict[str, CVTaskEntry]:
     """One task group through every stage; returns results.json entries per task."""
     first = group[0]
     folds = plan(dataset, first)

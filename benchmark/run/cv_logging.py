@@ -34,6 +34,7 @@ from benchmark.data.cleaning import PairDataset
 from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci
 from benchmark.model.config import short_config
 from benchmark.run.cv_jobs import FitJob, System, task_metrics
+from benchmark.run.result_schema import CVTaskEntry, FoldSummary
 from benchmark.splits.folds import FoldPlan
 from benchmark.tasks.specs import TaskSpec
 from benchmark.tracking.store import _retry_locked
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 # ---- stage 6: compare ----------------------------------------------------------------------------------------------
-def fold_summary(values: list[float]) -> dict:
+def fold_summary(values: list[float]) -> FoldSummary:
     """Mean across folds with a t-based 95% CI and the number of folds (results.json and MLflow)."""
     return {k: v for k, v in mean_ci(values).items() if k != "sd"}
 
@@ -188,7 +189,7 @@ class FoldLogger:
             self.seconds["eval"] += score.eval_seconds
             self.ctx.compute["fit_seconds"] += score.train_seconds + score.eval_seconds
 
-    def finish(self, options) -> dict:
+    def finish(self, options) -> dict[str, CVTaskEntry]:
         frame = pd.DataFrame(self.rows, columns=["task", "system", "fold", "repeat", "key", "value"])
         frame = frame.drop_duplicates(["task", "system", "fold", "key"], keep="last")
         # a fixed order: fits complete in any order, and sums must not depend on it
@@ -202,7 +203,7 @@ class FoldLogger:
             results[task.name] = entry
         return results
 
-    def _task_entry(self, task: TaskSpec, scores: pd.DataFrame, comparisons: dict[str, Comparison]) -> dict:
+    def _task_entry(self, task: TaskSpec, scores: pd.DataFrame, comparisons: dict[str, Comparison]) -> CVTaskEntry:
         systems = {}
         for system in self.systems:
             part = scores[scores["system"] == system.name]

@@ -26,6 +26,7 @@ from benchmark.model.config import TrialConfig, short_config
 from benchmark.run.context import RunContext, _study_settings
 from benchmark.run.finals import FinalOutcome, per_query_frame, run_finals
 from benchmark.run.interrupts import StopRequested, fit_study
+from benchmark.run.result_schema import FinalResult, HoldoutTaskEntry
 from benchmark.run.summary import _trial_counts
 from benchmark.splits.splitters import make_split
 from benchmark.tasks.specs import TaskSpec
@@ -43,7 +44,7 @@ from benchmark.tuning.trainable import TrialPayload, bridge_trainable, select_be
 log = logging.getLogger(__name__)
 
 
-def _final_json(task: TaskSpec, outcome: FinalOutcome, data, split, dataset) -> dict:
+def _final_json(task: TaskSpec, outcome: FinalOutcome, data, split, dataset) -> FinalResult:
     modes = {task.mode(d) for d in task.directions}
     pick = lambda metrics: {m: v for m, v in metrics.items() if m in modes}  # noqa: E731
     return {
@@ -137,7 +138,7 @@ def _log_finals(
     tracker.log_bytes(parent, plots.recall_curves(curves, f"{task.name}: Recall@k"), "recall_at_k.png")
 
 
-def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict:
+def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict[str, HoldoutTaskEntry]:
     from ray import tune  # ray: heavy, imported only when a study or cluster is used
 
     options, suite, tracker, state, progress = ctx.options, ctx.suite, ctx.tracker, ctx.state, ctx.progress

@@ -5,17 +5,17 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from benchmark.core.settings import Strict
 
 
-class RunOptions(BaseModel):
+class RunOptions(Strict):
     """The options of one `run`: the one settings model that the CLI, the library and the stages read.
 
     Suites give defaults (search space, budget, concurrency); an option set here overrides them.
     Values are validated when the options are made, so a bad flag fails before anything starts.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     suite: str = "default"
     data: str | None = None

@@ -15,14 +15,12 @@ and everything goes to MLflow (parent run per task, child runs below it) and `re
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray
-from benchmark.core.io import atomic_write_bytes
 from benchmark.core.names import (
     STAGE_FINAL,
     STAGE_FIT,
@@ -34,11 +32,12 @@ from benchmark.data import datasets
 from benchmark.data.loaders import load_dataset
 from benchmark.encoders.cache import EmbeddingCache
 from benchmark.run import cv
-from benchmark.run.cv_jobs import load_systems
 from benchmark.run.context import RunContext, _load_state, _study_settings, lock_output, tune_storage
+from benchmark.run.cv_jobs import load_systems
 from benchmark.run.holdout import _run_holdout_group
 from benchmark.run.interrupts import Interrupted, StopRequested, StopSignal
 from benchmark.run.options import RunOptions, resume_command
+from benchmark.run.result_schema import RESULTS_FILE, RunResults, new_results, write_results
 from benchmark.tasks.specs import SuiteSpec, TaskSpec, get_suite, get_system, get_task
 from benchmark.tracking.store import (
     Tracker,
@@ -117,7 +116,6 @@ def _plan(tasks: list[TaskSpec]) -> dict[str, list[TaskSpec]]:
 
 
 def _run_cv_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict:
-
     systems = load_systems([get_system(name) for name in ctx.suite.systems])
     # ASHA would compare trials of different folds (different validation sets): never under CV
     settings_for = lambda system: _study_settings(  # noqa: E731
@@ -147,7 +145,7 @@ def _load_group_dataset(ctx: RunContext, task: TaskSpec, loaded: dict):
     return loaded[key]
 
 
-def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> dict:
+def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None) -> RunResults:
     """Run a suite. A first Ctrl-C ends it with `Interrupted` (results so far written, the --resume command in
     the message); a failure ends every MLflow run it left open as FAILED."""
 
@@ -176,16 +174,10 @@ def _end_open_runs(ctx: RunContext, status: str) -> None:
         log.warning("could not mark the open MLflow runs %s: %s", status, exc)
 
 
-def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> dict:
+def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> RunResults:
     """Stages per task group, then results.json. Groups finished earlier in this run (run_state.json) are not
     run or logged again: `--resume` on a finished run reports it and does nothing else."""
-    results = {
-        "suite": ctx.suite.name,
-        "run_uid": ctx.state["run_uid"],
-        "tracking_uri": ctx.tracker.tracking_uri,
-        "experiment": ctx.tracker.experiment,
-        "tasks": {},
-    }
+    results = new_results(ctx.suite.name, ctx.state["run_uid"], ctx.tracker.tracking_uri, ctx.tracker.experiment)
     if not ctx.suite.systems:
         results["search_space"] = load_search_space(options.search_space or ctx.suite.search_space).name
     started, loaded = time.perf_counter(), {}
@@ -213,7 +205,7 @@ def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> 
         _write_results(ctx, results, started)
         _end_open_runs(ctx, "KILLED")
         raise Interrupted(
-            f"interrupted ({stop.where}); what finished is in MLflow and {ctx.output / 'results.json'}; "
+            f"interrupted ({stop.where}); what finished is in MLflow and {ctx.output / RESULTS_FILE}; "
             f"resume with: {resume_command(options)}"
         ) from None
     results["already_finished"] = ctx.state.get("finished") is not None and options.resume
@@ -229,11 +221,10 @@ def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> 
     return results
 
 
-def _write_results(ctx: RunContext, results: dict, started: float) -> None:
-
+def _write_results(ctx: RunContext, results: RunResults, started: float) -> None:
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["compute"] = {
         **{k: round(v, 1) for k, v in ctx.compute.items()},
         "workers": fitting_trials(ctx.options.cpus_per_trial, ctx.options.gpus_per_trial),
     }
-    atomic_write_bytes(ctx.output / "results.json", json.dumps(results, indent=2, default=float).encode())
+    write_results(ctx.output / RESULTS_FILE, results)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from benchmark.run.result_schema import RunResults
 
-def format_summary(results: dict) -> str:
+
+def format_summary(results: RunResults) -> str:
     lines = [f"{'task':<26}{'primary metric':<34}{'mean':>7}  {'95% CI':<17}{'n':>8}  chosen configuration", "-" * 120]
     for name, entry in results["tasks"].items():
         if "systems" in entry:

@@ -21,13 +21,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from benchmark.bundled import resource_dir
 from benchmark.core.errors import ConfigError
 from benchmark.core.names import HOLDOUT, REPEATED_CV
 from benchmark.core.registry import Registry
+from benchmark.core.settings import Strict, read_yaml_mapping, validate
 from benchmark.data.datasets import DATASETS
 from benchmark.splits.splitters import SPLITS, check_fractions
 
@@ -37,11 +37,7 @@ METRICS = ("recall@1", "recall@5", "recall@10", "mrr")
 GROUPED_METRICS = ("recall@1", "mrr")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     """`default`: the registered dataset `name` (benchmark.datasets: a ChEMBL download where reachable or cached,
     else its snapshot; --data / $BENCHMARK_DATA replace the default dataset `approved`). `file`: a pairs file at
     `path`, optionally with a published split in `split_column`."""
@@ -57,7 +53,6 @@ class DatasetSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, name: str) -> str:
-
         DATASETS.get(name)
         return name
 
@@ -70,7 +65,7 @@ class DatasetSpec(_Strict):
         return self
 
 
-class SplitSpec(_Strict):
+class SplitSpec(Strict):
     name: str = "random"
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
@@ -87,7 +82,7 @@ class SplitSpec(_Strict):
         return check_fractions(fractions)
 
 
-class ProtocolSpec(_Strict):
+class ProtocolSpec(Strict):
     """`holdout`, or `{kind: repeated_cv, folds: 5, repeats: 5}` (inner validation carved per fold)."""
 
     kind: Literal["holdout", "repeated_cv"] = HOLDOUT
@@ -105,12 +100,12 @@ class ProtocolSpec(_Strict):
         return self.kind == REPEATED_CV
 
 
-class BootstrapSpec(_Strict):
+class BootstrapSpec(Strict):
     n_boot: int = Field(1000, ge=10)
     seed: int = 0
 
 
-class TaskSpec(_Strict):
+class TaskSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str
     dataset: DatasetSpec = DatasetSpec()
@@ -161,7 +156,7 @@ class TaskSpec(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-class SystemSpec(_Strict):
+class SystemSpec(Strict):
     """A named system to compare: a search space and a per-fold budget (fixed when the space has no parameters)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
@@ -170,7 +165,7 @@ class SystemSpec(_Strict):
     num_samples: int = Field(1, ge=1)
 
 
-class SuiteSpec(_Strict):
+class SuiteSpec(Strict):
     name: str
     description: str
     tasks: tuple[str, ...]
@@ -199,26 +194,8 @@ def tasks_dir() -> Path:
     return folder
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: broken YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def _validate(model, data: dict, where: str):
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{where}: invalid {model.__name__}: {details}") from exc
-
-
 def register_task(task: TaskSpec | dict, *, origin: str = "python") -> TaskSpec:
-    task = task if isinstance(task, TaskSpec) else _validate(TaskSpec, task, origin)
+    task = task if isinstance(task, TaskSpec) else validate(TaskSpec, task, origin)
     return TASKS.register(task.name, task, origin=origin)
 
 
@@ -230,24 +207,24 @@ def load_registry(folder: str | os.PathLike | None = None) -> None:
     for path in sorted(folder.glob("*.yaml")):
         if path.name in ("suites.yaml", "systems.yaml"):
             continue
-        data = _read_yaml(path)
+        data = read_yaml_mapping(path)
         register_task(data, origin=str(path))
     systems_file = folder / "systems.yaml"
     if systems_file.exists():
-        for name, body in _read_yaml(systems_file).items():
+        for name, body in read_yaml_mapping(systems_file).items():
             if not isinstance(body, dict):
                 raise ConfigError(f"{systems_file}: system {name!r} must be a mapping")
             SYSTEMS.register(
                 name,
-                _validate(SystemSpec, {"name": name, **body}, f"{systems_file} (system {name!r})"),
+                validate(SystemSpec, {"name": name, **body}, f"{systems_file} (system {name!r})"),
                 origin=str(systems_file),
             )
     suites_file = folder / "suites.yaml"
     if suites_file.exists():
-        for name, body in _read_yaml(suites_file).items():
+        for name, body in read_yaml_mapping(suites_file).items():
             if not isinstance(body, dict):
                 raise ConfigError(f"{suites_file}: suite {name!r} must be a mapping")
-            suite = _validate(SuiteSpec, {"name": name, **body}, f"{suites_file} (suite {name!r})")
+            suite = validate(SuiteSpec, {"name": name, **body}, f"{suites_file} (suite {name!r})")
             _check_suite(suite, suites_file)
             SUITES.register(name, suite, origin=str(suites_file))
     _loaded_from.append(folder.resolve())

@@ -19,7 +19,6 @@ DIRECTIONS = ("text_to_molecule", "molecule_to_text", "text_to_molecule_grouped"
 
 
 def _package_version() -> str:
-
     return __version__
 
 
@@ -81,7 +80,6 @@ class BenchmarkResult:
         return query_frame(self.trial, self.data)
 
     def write_per_query(self, path: str | os.PathLike) -> Path:
-
         buffer = io.BytesIO()
         self.per_query_frame().to_parquet(buffer, index=False)
         atomic_write_bytes(path, buffer.getvalue())

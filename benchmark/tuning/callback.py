@@ -150,7 +150,6 @@ class TrialCallback(Callback):
             )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-
         COMPLETED_TRIALS.add(trial.trial_id)
         self._finish(trials, trial, failed=False)
 
@@ -252,7 +251,7 @@ def _trial_note(trial: _TrialSnapshot, system: str | None, fold: str | None, fai
     where = trial.where.get("host")
     return (
         f"Tuning trial {trial.trial_id}{' of system ' + system if system else ''}"
-        f"{' in outer fold ' + fold + ' (trained on its inner training part)' if fold else ' (trained on the training side)'}"
-        f", scored on validation data only; {'failed' if failed else 'finished'}"
+        + (f" in outer fold {fold} (trained on its inner training part)" if fold else " (trained on the training side)")
+        + f", scored on validation data only; {'failed' if failed else 'finished'}"
         f"{' on ' + where if where else ''}{f' after {trial.attempts} attempts' if trial.attempts > 1 else ''}."
     )

@@ -86,7 +86,6 @@ class BudgetSearch(Searcher):
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str):
-
         if self._deadline is None:
             self._deadline = time.monotonic() + self.budget_s
         if time.monotonic() >= self._deadline:
@@ -168,7 +167,6 @@ class PerFoldSearch(Searcher):
             )
 
     def restore(self, checkpoint_path: str) -> None:
-
         with open(checkpoint_path) as handle:
             state = json.load(handle)
         if state["folds"] != self.folds:

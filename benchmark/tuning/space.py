@@ -19,20 +19,18 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from benchmark.bundled import resource_dir
 from benchmark.core.errors import ConfigError, UnknownNameError
+from benchmark.core.settings import Strict, read_yaml_mapping, validate
 from benchmark.model.config import TrialConfig
 
 SPACES_ENV = "BENCHMARK_SEARCH_SPACES_DIR"
 TERM_PREFIX = "terms"
 
 
-class ParamSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ParamSpec(Strict):
     type: Literal["float", "int", "categorical"]
     low: float | None = None
     high: float | None = None
@@ -95,9 +93,7 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-class SearchSpace(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SearchSpace(Strict):
     name: str
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict)
@@ -180,17 +176,8 @@ def load_search_space(name_or_path: str | os.PathLike) -> SearchSpace:
         path = spaces_dir() / f"{name_or_path}.yaml"
         if not path.exists():
             raise UnknownNameError("search space", str(name_or_path), available_search_spaces())
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"search space file {str(path)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: broken YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if not path.exists():
+        raise ConfigError(f"search space file {str(path)!r} does not exist")
+    data = read_yaml_mapping(path)
     data.setdefault("name", path.stem)
-    try:
-        return SearchSpace.model_validate(data)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: invalid search space: {details}") from exc
+    return validate(SearchSpace, data, str(path), "search space")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from benchmark.cluster.ray_cluster import where_am_i
+from benchmark.core.device import resolve_device
 from benchmark.model.config import TrialConfig
 from benchmark.splits.splitters import Split
 from benchmark.training.trial import TrialData, train_on_split
@@ -35,12 +36,12 @@ def trial_device() -> str:
     import ray  # ray: heavy, imported only when a study or cluster is used
 
     if not ray.is_initialized():  # a trial run without Ray (perf's bare trials) must not start one
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(resolve_device("auto"))
     try:
         gpu_ids = ray.get_gpu_ids()
     except Exception:
         gpu_ids = []
-    return "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
+    return str(resolve_device("auto")) if gpu_ids else "cpu"
 
 
 @dataclass

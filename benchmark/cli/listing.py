@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from benchmark.cli.parser import LIST_KINDS
+import argparse
+
 from benchmark.core.errors import UnknownNameError
 from benchmark.data import datasets
 from benchmark.data.text_fields import DEFAULT_TEMPLATES
@@ -11,8 +12,29 @@ from benchmark.splits.splitters import SPLITS
 from benchmark.tasks.specs import SUITES, SYSTEMS, TASKS, load_registry
 from benchmark.tuning.space import available_search_spaces, load_search_space
 
+LIST_KINDS = (
+    "datasets",
+    "tasks",
+    "suites",
+    "systems",
+    "search-spaces",
+    "encoders",
+    "splits",
+    "text-fields",
+    "heads",
+    "losses",
+)
 
-def cmd_list(kind: str) -> int:
+NAME = "list"
+HELP = "show registered encoders, splits, text fields, heads, loss terms"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", nargs="?", default="all", help=f"one of {', '.join(LIST_KINDS)} (default: all)")
+
+
+def execute(args: argparse.Namespace) -> int:
+    kind = args.kind
     if kind != "all" and kind not in LIST_KINDS:
         raise UnknownNameError("list kind", kind, LIST_KINDS)
     show = LIST_KINDS if kind == "all" else (kind,)

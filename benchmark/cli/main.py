@@ -1,21 +1,33 @@
-"""`python -m benchmark VERB`: parse, dispatch to the verb's module, turn errors into one line."""
+"""`python -m benchmark VERB`: build the parser from the verbs, dispatch, turn errors into one line.
+
+Each verb is a module of this package with `NAME`, `HELP`, `add_arguments(parser)` and
+`execute(args) -> exit status`; adding a verb is adding a module and a line to `VERBS`.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import traceback
 
 from pydantic import ValidationError
 
-from benchmark.cli.download import cmd_download
-from benchmark.cli.listing import cmd_list
-from benchmark.cli.parser import build_parser
-from benchmark.cli.report import cmd_report
-from benchmark.cli.run import cmd_run
-from benchmark.cli.train import cmd_train
+from benchmark.cli import download, listing, perf, report, run, train
 from benchmark.core.errors import BenchmarkError
-from benchmark.perf.main import SECTIONS, run_perf
+
+#: the verbs, in the order `--help` lists them
+VERBS = {verb.NAME: verb for verb in (listing, train, run, report, perf, download)}
+NOISY_LOGGERS = ("sentence_transformers", "transformers", "httpx", "urllib3", "filelock", "matplotlib", "alembic")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description="Drug-text alignment benchmark suite")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, verb in VERBS.items():
+        verb.add_arguments(sub.add_parser(name, help=verb.HELP))
+    return parser
 
 
 def _format_validation(exc: ValidationError) -> str:
@@ -27,43 +39,16 @@ def _format_validation(exc: ValidationError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx", "urllib3", "filelock", "matplotlib", "alembic"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        if args.command == "list":
-            return cmd_list(args.kind)
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "perf":
-            sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else SECTIONS
-            run_perf(
-                data=args.data,
-                repeats=args.repeats,
-                epochs=args.epochs,
-                out=args.out,
-                device=args.device,
-                sections=sections,
-                tune_trials=args.tune_trials,
-                max_pairs=args.max_pairs,
-                compare_pairs=args.compare_pairs,
-                suite=args.suite,
-            )
-            return 0
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "download-chembl":
-            return cmd_download(args)
+        return VERBS[args.command].execute(args)
     except (BenchmarkError, ValidationError) as exc:
         if args.debug:
             traceback.print_exc()
         message = _format_validation(exc) if isinstance(exc, ValidationError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -14,6 +15,52 @@ from benchmark.run.result_schema import RESULTS_FILE
 from benchmark.run.suite import run_suite
 from benchmark.run.summary import format_summary
 from benchmark.tuning.progress import make_progress
+
+NAME = "run"
+HELP = "tune, select on validation, test once: every task of a suite, logged to MLflow"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", default="default", help="default | quick | paper (python -m benchmark list suites)")
+    parser.add_argument(
+        "--data",
+        help="pairs file; default: $BENCHMARK_DATA, else a ChEMBL download where reachable, else the shared snapshot",
+    )
+    parser.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory)"
+    )
+    parser.add_argument(
+        "--output", default="results", help="folder for results.json, Ray Tune state and the Optuna study"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    parser.add_argument("--address", help="join an existing Ray cluster (or set RAY_ADDRESS)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument(
+        "--gpus-per-trial", type=float, default=0.0, help="fractional GPUs, e.g. 0.25 puts four trials on a GPU"
+    )
+    parser.add_argument("--num-samples", type=int, help="trials per split (default: the suite's)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds of search per study: no trial starts after it, running trials finish; reported as such",
+    )
+    parser.add_argument("--max-concurrent", type=int, help="cap on concurrent trials")
+    parser.add_argument("--search-space", help="a name in search_spaces/ or a YAML path (default: the suite's)")
+    parser.add_argument("--asha", action=argparse.BooleanOptionalAction, default=None, help="ASHA early stopping")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    parser.add_argument("--cache-dir", help="embedding cache")
+    parser.add_argument("--offline", action="store_true", help="never try the ChEMBL download")
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        help="retries of a failed trial (a lost node, a killed worker) before it counts as failed "
+        "(default 2; a trial whose own code raised is not trained again)",
+    )
+    parser.add_argument(
+        "--storage",
+        help="Ray Tune's storage (default: OUTPUT/ray); on a cluster with nodes on other "
+        "hosts a folder mounted on every node, or a URI such as s3://bucket/path",
+    )
 
 
 def run_options(args):
@@ -30,7 +77,7 @@ def run_options(args):
         raise ConfigError(f"invalid option: {problems}") from None
 
 
-def cmd_run(args) -> int:
+def execute(args) -> int:
     options = run_options(args)
     progress = make_progress()
     try:

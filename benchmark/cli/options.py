@@ -1,0 +1,60 @@
+"""Flags and parsing helpers that several verbs share (data options, KEY=VALUE parameters, columns)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from benchmark.core.errors import ConfigError
+from benchmark.data.loaders import ColumnMap
+
+
+def parse_params(pairs: list[str] | None, flag: str) -> dict:
+    params = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        help="pairs file (ChEMBL schema or bring-your-own CSV/TSV/parquet); "
+        "default: $BENCHMARK_DATA, else the shared ChEMBL snapshot",
+    )
+    g.add_argument("--smiles-column", help="bring-your-own: column with SMILES")
+    g.add_argument("--text-column", help="bring-your-own: column with the text")
+    g.add_argument("--id-column", help="bring-your-own: column with molecule ids (optional)")
+    g.add_argument("--group-column", help="bring-your-own: column with targets/groups for grouped retrieval (optional)")
+    g.add_argument(
+        "--split-column",
+        help="bring-your-own: column with a published split (train / val / test per row); runs exactly that split",
+    )
+    g.add_argument(
+        "--max-heavy-atoms",
+        type=int,
+        help="drop (and count) structures with more heavy atoms, before "
+        "RDKit sees them (default 1000; approved drugs have at most 476)",
+    )
+    g.add_argument(
+        "--text-template",
+        help="template of a custom text field 'custom', segments separated by '|', "
+        "e.g. '{mechanism}.|Target: {target_name}.' (use with --text-field custom)",
+    )
+
+
+def column_map(args):
+    if not (args.smiles_column or args.text_column):
+        if args.id_column or args.group_column:
+            raise ConfigError("--id-column/--group-column need --smiles-column and --text-column too")
+        return None
+    if not (args.smiles_column and args.text_column):
+        raise ConfigError("bring-your-own data needs both --smiles-column and --text-column")
+    return ColumnMap(smiles=args.smiles_column, text=args.text_column, id=args.id_column, group=args.group_column)

@@ -225,3 +225,11 @@ def test_the_real_package_has_no_cycle_through_a_package_face(trees):
         pkg = name.rsplit(".", 1)[0]
         if pkg != name and pkg in trees and pkg != "benchmark":
             assert pkg not in graph[name], f"{name} imports its package face {pkg}"
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject lists packages explicitly (the bundled YAML is mapped in): a new subpackage must be listed."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {module_name(p, PACKAGE) for p in PACKAGE.glob("*/__init__.py")} | {"benchmark"}
+    assert on_disk <= listed, on_disk - listed

@@ -202,9 +202,17 @@ def make_tuner(
     path = f"{str(settings.storage_path).rstrip('/')}/{settings.name}"
     if resume and tune.Tuner.can_restore(path):
         log.info("resuming %s", path)
-        return tune.Tuner.restore(
-            path, trainable=wrapped, resume_unfinished=True, resume_errored=False, restart_errored=False
-        )
+        try:
+            return tune.Tuner.restore(
+                path, trainable=wrapped, resume_unfinished=True, resume_errored=False, restart_errored=False
+            )
+        except (ModuleNotFoundError, AttributeError) as exc:
+            if "benchmark" not in str(exc):
+                raise
+            raise BenchmarkError(
+                f"the Ray Tune state in {path} was saved by another version of this package ({exc}); finish that "
+                "run with the checkout that started it, or start a new run (without --resume, or with another --output)"
+            ) from None
     storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
 
     def optuna_search(offset: int = 0, suffix: str = ""):

@@ -82,7 +82,7 @@ def test_splits_are_disjoint_and_cover_the_data(molecules, targets, seed, name):
         assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
 
 
-SOURCE = Path(__file__).resolve().parents[1] / "benchmark"
+SOURCE = Path(__file__).resolve().parents[2] / "benchmark"
 
 
 def _code() -> dict[Path, str]:

@@ -4,14 +4,16 @@ suite (not the checkout) lists and reads them from any directory."""
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +41,20 @@ def test_wheel_ships_every_task_and_search_space(wheel):
 
 def test_installed_wheel_lists_tasks_from_outside_the_repository(wheel, tmp_path):
     venv = tmp_path / "venv"
-    # the dependencies come from this interpreter's site-packages; the suite itself only from the wheel
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    # The dependencies come from the running interpreter's site-packages, whether it is a virtual environment or
+    # not (`--system-site-packages` would give the base interpreter's, which a venv user's deps are not in). A .pth
+    # line adds a folder without running the .pth files inside it, so the checkout's editable install stays out;
+    # the suite itself comes only from the wheel.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    venv_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()])
+    (Path(venv_site) / "running_interpreter_deps.pth").write_text("\n".join(ours) + "\n")
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
         capture_output=True,
@@ -64,7 +77,7 @@ def test_installed_wheel_lists_tasks_from_outside_the_repository(wheel, tmp_path
 
     where = run(
         "-c",
-        "import benchmark, benchmark.tasks as t, benchmark.search_space as s; "
+        "import benchmark, benchmark.tasks.specs as t, benchmark.tuning.space as s; "
         "print(benchmark.__file__); print(t.tasks_dir()); print(s.spaces_dir())",
     ).split()
     assert all(Path(p).is_relative_to(venv) for p in where), where  # the installed copy, not the checkout
@@ -74,7 +87,7 @@ def test_installed_wheel_lists_tasks_from_outside_the_repository(wheel, tmp_path
             assert task.stem in listed, (task.stem, listed)
     spaces = run(
         "-c",
-        "from benchmark.search_space import available_search_spaces, load_search_space; "
+        "from benchmark.tuning.space import available_search_spaces, load_search_space; "
         "print(available_search_spaces()); print(list(load_search_space('default').parameters))",
     )
     assert "quick" in spaces and "temperature" in spaces

@@ -27,7 +27,7 @@ from suite_helpers import TINY_SPACE, write_suite
 from benchmark.cluster.local import RAY, RayCluster
 
 pytestmark = pytest.mark.cluster
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

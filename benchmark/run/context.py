@@ -1,7 +1,9 @@
-"""What the stages of one run share: its options, tracker, state file, output lock and stop signal."""
+"""One run's settings and state: frozen settings resolved once (`RunSettings`), the state file (`RunState`), the
+compute ledger, the output lock, and the live handles the stage coordinators hold (`RunContext`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -41,6 +43,7 @@ from benchmark.tracking.store import (
     git_commit,
 )
 from benchmark.tuning.search import StudySettings
+from benchmark.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +51,116 @@ log = logging.getLogger(__name__)
 STATE_FILE = "run_state.json"
 
 
-def _load_state(output: Path, options: RunOptions) -> dict:
-    path = output / STATE_FILE
-    if options.resume:
-        if not path.exists():
-            raise BenchmarkError(f"nothing to resume in {output}: no {STATE_FILE}; run without --resume first")
-        state = json.loads(path.read_text())
-        if state["suite"] != options.suite:
-            raise ConfigError(f"{output} holds a run of suite {state['suite']!r}, not {options.suite!r}")
+class RunState(dict):
+    """`run_state.json`: the run's id and what it has finished (groups, finals, fold checksums), saved atomically
+    after each stage so that `--resume` neither repeats nor loses work."""
+
+    def __init__(self, path: Path, data: dict):
+        super().__init__(data)
+        self.path = path
+
+    @property
+    def run_uid(self) -> str:
+        return self["run_uid"]
+
+    def save(self) -> None:
+        atomic_write_bytes(self.path, json.dumps(self, indent=2, default=float).encode())
+
+    @classmethod
+    def open(cls, output: Path, options: RunOptions) -> RunState:
+        """The state to continue (`--resume`), or a new run's, written at once."""
+        path = output / STATE_FILE
+        if options.resume:
+            if not path.exists():
+                raise BenchmarkError(f"nothing to resume in {output}: no {STATE_FILE}; run without --resume first")
+            state = cls(path, json.loads(path.read_text()))
+            if state["suite"] != options.suite:
+                raise ConfigError(f"{output} holds a run of suite {state['suite']!r}, not {options.suite!r}")
+            return state
+        if path.exists():
+            log.info("starting a new run in %s (the previous state is replaced; use --resume to continue it)", output)
+        state = cls(
+            path,
+            {"run_uid": uuid.uuid4().hex[:12], "suite": options.suite, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        )
+        state.save()
         return state
-    if path.exists():
-        log.info("starting a new run in %s (the previous state is replaced; use --resume to continue it)", output)
-    state = {"run_uid": uuid.uuid4().hex[:12], "suite": options.suite, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    atomic_write_bytes(path, json.dumps(state, indent=2).encode())
-    return state
 
 
-def _parent_run(tracker: Tracker, task: TaskSpec, state: dict, suite: SuiteSpec, dataset, tags: dict) -> str:
+@dataclass(frozen=True)
+class TrialResources:
+    """What each trial and each fit may use, and how often a lost one is retried."""
+
+    cpus: float
+    gpus: float
+    max_failures: int
+
+    @property
+    def threads(self) -> int:
+        """torch threads inside a trial or fit: its CPU share."""
+        return int(max(1, self.cpus))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one run was asked to do: the CLI's options over the suite's YAML, resolved once and frozen."""
+
+    options: RunOptions
+    suite: SuiteSpec
+    output: Path
+
+    @property
+    def resources(self) -> TrialResources:
+        o = self.options
+        return TrialResources(o.cpus_per_trial, o.gpus_per_trial, o.max_failures)
+
+    @property
+    def tune_storage(self) -> str:
+        return tune_storage(self.options, self.output)
+
+    def study(self, name: str, space: SearchSpace, num_samples: int, asha: bool) -> StudySettings:
+        """One Tune study's settings: the run's options over the suite's defaults."""
+        options, suite = self.options, self.suite
+        max_epochs = max(space.trial_config({}).optim.epochs, 1)
+        return StudySettings(
+            name=name,
+            storage_path=self.tune_storage,
+            num_samples=num_samples,
+            time_budget_s=options.time_budget_s or suite.time_budget_s,
+            max_concurrent=options.max_concurrent or suite.max_concurrent,
+            cpus_per_trial=options.cpus_per_trial,
+            gpus_per_trial=options.gpus_per_trial,
+            asha=asha,
+            max_reports=-(-max_epochs // suite.eval_every),
+            seed=options.seed,
+            optuna_storage=f"sqlite:///{self.output / 'optuna.db'}",
+            max_failures=options.max_failures,
+        )
+
+
+@dataclass
+class ComputeLedger:
+    """Bare compute of the run, for the orchestration overhead in `perf`: seconds inside trials (Tune's
+    time_total_s), inside fits (train + test), and preparing data."""
+
+    trial_seconds: float = 0.0
+    fit_seconds: float = 0.0
+    prepare_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 1) for k, v in dataclasses.asdict(self).items()}
+
+
+def _parent_run(tracker: Tracker, task: TaskSpec, run_uid: str, suite: SuiteSpec, dataset, tags: dict) -> str:
     """The task's parent run (found again on --resume)."""
-    existing = tracker.find_run(**{TAG_RUN_UID: state["run_uid"], TAG_TASK: task.name, TAG_STAGE: STAGE_TASK})
+    existing = tracker.find_run(**{TAG_RUN_UID: run_uid, TAG_TASK: task.name, TAG_STAGE: STAGE_TASK})
     if existing:
         return existing
 
     run_id = tracker.start_run(
         task.name,
         {
-            TAG_RUN_UID: state["run_uid"],
+            TAG_RUN_UID: run_uid,
             TAG_STAGE: STAGE_TASK,
             TAG_TASK: task.name,
             "suite": suite.name,
@@ -104,26 +191,20 @@ def dataset_name(task: TaskSpec) -> str:
 
 @dataclass
 class RunContext:
-    """What every stage of one run shares."""
+    """The live handles of one run, held by the stage coordinators (`run_suite`, a holdout group, a CV group);
+    the stages they call take only what they use, named in their signatures."""
 
-    options: RunOptions
-    suite: SuiteSpec
+    settings: RunSettings
     tracker: Tracker
-    state: dict
-    output: Path
+    state: RunState
     cache: EmbeddingCache
     progress: Callable[[str], None]
-    #: bare compute of the run, for the orchestration overhead in `perf`: seconds inside trials (Tune's
-    #: time_total_s), inside fits (train + test), and preparing data
-    compute: dict = field(default_factory=lambda: {"trial_seconds": 0.0, "fit_seconds": 0.0, "prepare_seconds": 0.0})
+    compute: ComputeLedger = field(default_factory=ComputeLedger)
     lock: object = None  # the output folder's lock, held for the whole run
     stop: StopSignal = field(default_factory=StopSignal)
 
-    def save_state(self) -> None:
-        atomic_write_bytes(self.output / STATE_FILE, json.dumps(self.state, indent=2, default=float).encode())
-
     def parent_run(self, task: TaskSpec, dataset, tags: dict) -> str:
-        return _parent_run(self.tracker, task, self.state, self.suite, dataset, tags)
+        return _parent_run(self.tracker, task, self.state.run_uid, self.settings.suite, dataset, tags)
 
 
 LOCK_FILE = "run.lock"
@@ -162,22 +243,3 @@ def tune_storage(options: RunOptions, output: Path) -> str:
     if options.storage:
         return options.storage if is_uri(options.storage) else str(Path(options.storage).resolve())
     return str(output / "ray")
-
-
-def _study_settings(ctx: RunContext, name: str, space, num_samples: int, asha: bool):
-    options, suite = ctx.options, ctx.suite
-    max_epochs = max(space.trial_config({}).optim.epochs, 1)
-    return StudySettings(
-        name=name,
-        storage_path=tune_storage(options, ctx.output),
-        num_samples=num_samples,
-        time_budget_s=options.time_budget_s or suite.time_budget_s,
-        max_concurrent=options.max_concurrent or suite.max_concurrent,
-        cpus_per_trial=options.cpus_per_trial,
-        gpus_per_trial=options.gpus_per_trial,
-        asha=asha,
-        max_reports=-(-max_epochs // suite.eval_every),
-        seed=options.seed,
-        optuna_storage=f"sqlite:///{ctx.output / 'optuna.db'}",
-        max_failures=options.max_failures,
-    )

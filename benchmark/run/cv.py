@@ -24,18 +24,22 @@ import torch
 from benchmark.cluster.ray_cluster import where_am_i
 from benchmark.core.names import (
     REPEATED_CV,
+    TAG_FOLDS_CHECKSUM,
+    TAG_PROTOCOL,
 )
 from benchmark.data.cleaning import PairDataset
 from benchmark.model.config import TrialConfig
+from benchmark.run.context import ComputeLedger, RunContext, TrialResources
 from benchmark.run.cv_jobs import FitJob, System, fixed_jobs
 from benchmark.run.cv_logging import FoldLogger
-from benchmark.run.interrupts import StopRequested, fit_study
+from benchmark.run.interrupts import StopRequested, StopSignal, fit_study
 from benchmark.run.result_schema import CVTaskEntry
 from benchmark.splits.folds import FoldPlan, plan_folds
 from benchmark.tasks.specs import TaskSpec
 from benchmark.training.trial import FitScore, TrialData, fit_and_score, prepare_trial_data
 from benchmark.tuning.callback import TrialCallback
-from benchmark.tuning.search import make_tuner
+from benchmark.tuning.outcome import StudyOutcome
+from benchmark.tuning.search import StudySettings, make_tuner
 from benchmark.tuning.trainable import OBJECTIVE, TrialPayload, bridge_trainable, select_best, split_fold, trial_device
 
 log = logging.getLogger(__name__)
@@ -78,64 +82,68 @@ def prepare(dataset: PairDataset, folds: FoldPlan, systems: list[System], text_f
 
 
 # ---- stages 3 and 4: tune per fold, select per task ----------------------------------------------------------------
-def tune_and_select(
-    ctx,
+def tune(
     system: System,
     group: list[TaskSpec],
     folds: FoldPlan,
     tuning: dict,
-    parents: dict,
-    settings_for: Callable[[System], object],
-) -> list[FitJob]:
-    from ray import tune  # ray: heavy, imported only when a study or cluster is used
+    study: StudySettings,
+    callback: TrialCallback,
+    *,
+    eval_every: int,
+    resources: TrialResources,
+    resume: bool,
+    stop: StopSignal,
+    compute: ComputeLedger,
+    progress: Callable[[str], None],
+) -> tuple[object, StudyOutcome]:
+    """One Ray Tune experiment for `system` over every fold (one seeded Optuna study per fold, inner validation
+    only); (result grid, how its trials ended). Raises `StopRequested` after a Ctrl-C."""
+    from ray import tune as ray_tune  # ray: heavy, imported only when a study or cluster is used
 
     payload = TrialPayload(
         system.space,
         tuning,
         None,
         [t.primary_key for t in group],
-        ctx.suite.eval_every,
-        threads=int(max(1, ctx.options.cpus_per_trial)),
+        eval_every,
+        threads=resources.threads,
         folds={f.name: f.split for f in folds.folds},
     )
-    settings = settings_for(system)
-    callback = TrialCallback(
-        ctx.tracker,
-        parents,
-        {t.name: t.primary_key for t in group},
-        ctx.state["run_uid"],
-        system.space,
-        ctx.progress,
-        system=system.name,
-        planned=settings.num_samples * len(folds.folds),
-        label=f"{system.name}, {len(folds.folds)} folds",
-    )
     tuner = make_tuner(
-        tune.with_parameters(bridge_trainable, payload=payload),
-        settings,
+        ray_tune.with_parameters(bridge_trainable, payload=payload),
+        study,
         system.space,
         callbacks=[callback],
-        resume=ctx.options.resume,
+        resume=resume,
         folds=[f.name for f in folds.folds],
     )
-    grid, study = fit_study(ctx, tuner, callback, settings.num_samples * len(folds.folds), settings.time_budget_s)
-    if ctx.stop.requested:
-        raise StopRequested(
-            f"tuning {system.name}: {study.finished} of {study.planned} trials finished, "
-            f"{len(study.interrupted)} interrupted"
-        )
-    jobs: dict[tuple[str, str], FitJob] = {}
-    ctx.progress(
-        f"  {system.name}: {study.finished} trials finished, {study.failed} failed over {len(folds.folds)} folds"
+    planned = study.num_samples * len(folds.folds)
+    grid, outcome = fit_study(
+        tuner, callback, planned, study.time_budget_s, stop=stop, compute=compute, progress=progress
     )
+    if stop.requested:
+        raise StopRequested(
+            f"tuning {system.name}: {outcome.finished} of {outcome.planned} trials finished, "
+            f"{len(outcome.interrupted)} interrupted"
+        )
+    progress(
+        f"  {system.name}: {outcome.finished} trials finished, {outcome.failed} failed over {len(folds.folds)} folds"
+    )
+    return grid, outcome
 
+
+def select(system: System, group: list[TaskSpec], folds: FoldPlan, grid, outcome: StudyOutcome) -> list[FitJob]:
+    """Per fold and task, the best finished trial on inner validation by the task's primary metric (the trial
+    objective where inner validation has no group for it), as fit jobs; one job per distinct configuration."""
+    jobs: dict[tuple[str, str], FitJob] = {}
     for fold in folds.folds:
         for task in group:
             by = f"val/{task.primary_key}"
-            best = select_best(grid, by, fold.name, exclude=set(study.interrupted))
+            best = select_best(grid, by, fold.name, exclude=set(outcome.interrupted))
             if best is None:  # e.g. a small inner validation side without a target of >= 3 molecules
                 by = OBJECTIVE
-                best = select_best(grid, by, fold.name, exclude=set(study.interrupted))
+                best = select_best(grid, by, fold.name, exclude=set(outcome.interrupted))
                 if best is not None:
                     log.warning(
                         "%s, fold %s: no trial of %s has %s on inner validation; chosen by the trial objective instead",
@@ -164,7 +172,13 @@ def _fit_task(config: dict, data: TrialData, split, threads: int) -> FitScore:
 
 
 def run_fits(
-    ctx, jobs: list[FitJob], final: dict, on_done: Callable[[FitJob, FitScore | None, str | None], None]
+    jobs: list[FitJob],
+    final: dict,
+    on_done: Callable[[FitJob, FitScore | None, str | None], None],
+    *,
+    resources: TrialResources,
+    stop: StopSignal,
+    progress: Callable[[str], None],
 ) -> None:
     """Every job as a Ray task (scheduled over the cluster); `on_done` sees each as it completes."""
     import ray  # ray: heavy, imported only when a study or cluster is used
@@ -173,11 +187,9 @@ def run_fits(
         return
     refs = {}
     remote = ray.remote(_fit_task).options(
-        num_cpus=ctx.options.cpus_per_trial,
-        num_gpus=ctx.options.gpus_per_trial,
-        max_retries=max(ctx.options.max_failures, 1),
+        num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=max(resources.max_failures, 1)
     )
-    threads = int(max(1, ctx.options.cpus_per_trial))
+    threads = resources.threads
     for job in jobs:
         data = final[TrialPayload.key(job.config, job.fold.name)]
         refs.setdefault(id(data), (ray.put(data), data))
@@ -193,7 +205,7 @@ def run_fits(
     done, started = 0, time.perf_counter()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-        if ctx.stop.requested:  # a Ctrl-C: fits not done are cancelled and refitted on --resume
+        if stop.requested:  # a Ctrl-C: fits not done are cancelled and refitted on --resume
             for ref in pending:
                 ray.cancel(ref)
             raise StopRequested(f"fits: {done} of {len(jobs)} done, {len(pending)} cancelled")
@@ -208,7 +220,7 @@ def run_fits(
         on_done(job, score, error)
         if done == len(jobs) or done % max(1, len(jobs) // 10) == 0:
             elapsed = time.perf_counter() - started
-            ctx.progress(
+            progress(
                 f"  fits: {done}/{len(jobs)} done, {elapsed:.0f}s elapsed, "
                 f"ETA {elapsed / done * (len(jobs) - done):.0f}s"
             )
@@ -216,18 +228,22 @@ def run_fits(
 
 # ---- the stages together -------------------------------------------------------------------------------------------
 def run_group(
-    ctx, group: list[TaskSpec], dataset: PairDataset, systems: list[System], settings_for
+    ctx: RunContext,
+    group: list[TaskSpec],
+    dataset: PairDataset,
+    systems: list[System],
+    study_for: Callable[[System], StudySettings],
 ) -> dict[str, CVTaskEntry]:
     """One task group through every stage; returns results.json entries per task."""
+    settings, state, progress = ctx.settings, ctx.state, ctx.progress
     first = group[0]
     folds = plan(dataset, first)
-    ctx.state.setdefault("folds", {})
-    recorded = ctx.state["folds"].get(first.split_key())
-    if recorded and ctx.options.resume:
+    recorded = state.setdefault("folds", {}).get(first.split_key())
+    if recorded and settings.options.resume:
         folds.verify(recorded)
-    ctx.state["folds"][first.split_key()] = folds.checksum
-    ctx.save_state()
-    ctx.progress(
+    state["folds"][first.split_key()] = folds.checksum
+    state.save()
+    progress(
         f"[{', '.join(t.name for t in group)}] {REPEATED_CV} {first.protocol.folds} folds x "
         f"{first.protocol.repeats} repeats of the {folds.split_name} split (by {folds.unit}), checksum "
         f"{folds.checksum}; systems: {', '.join(s.name for s in systems)}"
@@ -235,24 +251,52 @@ def run_group(
 
     started = time.perf_counter()
     tuning, final = prepare(dataset, folds, systems, first.dataset.text_field, ctx.cache)
-    ctx.compute["prepare_seconds"] += time.perf_counter() - started
-    ctx.progress(f"  embeddings ready for {len(folds.folds)} folds ({time.perf_counter() - started:.1f}s)")
+    ctx.compute.prepare_seconds += time.perf_counter() - started
+    progress(f"  embeddings ready for {len(folds.folds)} folds ({time.perf_counter() - started:.1f}s)")
 
-    logger = FoldLogger(ctx, group, dataset, folds, systems)
+    parents = {
+        t.name: ctx.parent_run(t, dataset, {TAG_PROTOCOL: REPEATED_CV, TAG_FOLDS_CHECKSUM: folds.checksum})
+        for t in group
+    }
+    logger = FoldLogger(ctx.tracker, state.run_uid, parents, ctx.compute, group, dataset, folds, systems)
     jobs: list[FitJob] = []
     for system in systems:
         if ctx.stop.requested:
             raise StopRequested(f"before tuning {system.name}")
-        if system.tuned:
-            jobs += tune_and_select(
-                ctx, system, group, folds, tuning, {t.name: logger.system_run(t, system) for t in group}, settings_for
-            )
-        else:
+        if not system.tuned:
             jobs += fixed_jobs(system, group, folds)
+            continue
+        study = study_for(system)
+        callback = TrialCallback(
+            ctx.tracker,
+            {t.name: logger.system_run(t, system) for t in group},
+            {t.name: t.primary_key for t in group},
+            state.run_uid,
+            system.space,
+            progress,
+            system=system.name,
+            planned=study.num_samples * len(folds.folds),
+            label=f"{system.name}, {len(folds.folds)} folds",
+        )
+        grid, outcome = tune(
+            system,
+            group,
+            folds,
+            tuning,
+            study,
+            callback,
+            eval_every=settings.suite.eval_every,
+            resources=settings.resources,
+            resume=settings.options.resume,
+            stop=ctx.stop,
+            compute=ctx.compute,
+            progress=progress,
+        )
+        jobs += select(system, group, folds, grid, outcome)
     todo = [j for j in jobs if not logger.already_fitted(j)]
-    ctx.progress(
+    progress(
         f"  fitting {len(todo)} (system, fold) configurations on the training portions, testing each once"
         + (f" ({len(jobs) - len(todo)} already in MLflow)" if len(todo) < len(jobs) else "")
     )
-    run_fits(ctx, todo, final, logger.log_fit)
-    return logger.finish(ctx.options)
+    run_fits(todo, final, logger.log_fit, resources=settings.resources, stop=ctx.stop, progress=progress)
+    return logger.finish()

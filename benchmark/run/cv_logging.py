@@ -14,14 +14,11 @@ from benchmark.core.names import (
     COMPARISON_ARTIFACT,
     CV_PREFIX,
     LOCATION_TAGS,
-    REPEATED_CV,
     STAGE_FIT,
     STAGE_SYSTEM,
     TAG_FOLD,
-    TAG_FOLDS_CHECKSUM,
     TAG_NOTE,
     TAG_PRIMARY,
-    TAG_PROTOCOL,
     TAG_REPEAT,
     TAG_RUN_UID,
     TAG_STAGE,
@@ -33,11 +30,12 @@ from benchmark.core.names import (
 from benchmark.data.cleaning import PairDataset
 from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci
 from benchmark.model.config import short_config
+from benchmark.run.context import ComputeLedger
 from benchmark.run.cv_jobs import FitJob, System, task_metrics
 from benchmark.run.result_schema import CVTaskEntry, FoldSummary
 from benchmark.splits.folds import FoldPlan
 from benchmark.tasks.specs import TaskSpec
-from benchmark.tracking.store import _retry_locked
+from benchmark.tracking.store import Tracker, _retry_locked
 from benchmark.training.trial import FitScore
 
 log = logging.getLogger(__name__)
@@ -67,13 +65,19 @@ def compare_task(
 class FoldLogger:
     """MLflow runs of one group: task parent > system run > fit run per fold; results as they arrive."""
 
-    def __init__(self, ctx, group: list[TaskSpec], dataset: PairDataset, folds: FoldPlan, systems: list[System]):
-        self.ctx, self.group, self.dataset, self.folds, self.systems = ctx, group, dataset, folds, systems
-        self.tracker, self.uid = ctx.tracker, ctx.state["run_uid"]
-        self.parents = {
-            t.name: ctx.parent_run(t, dataset, {TAG_PROTOCOL: REPEATED_CV, TAG_FOLDS_CHECKSUM: folds.checksum})
-            for t in group
-        }
+    def __init__(
+        self,
+        tracker: Tracker,
+        run_uid: str,
+        parents: dict[str, str],
+        compute: ComputeLedger,
+        group: list[TaskSpec],
+        dataset: PairDataset,
+        folds: FoldPlan,
+        systems: list[System],
+    ):
+        self.group, self.dataset, self.folds, self.systems = group, dataset, folds, systems
+        self.tracker, self.uid, self.parents, self.compute = tracker, run_uid, parents, compute
         self.system_runs: dict[tuple[str, str], str] = {}
         self.rows: list[dict] = []  # task, system, fold, repeat, key, value
         self.failures: list[dict] = []
@@ -187,9 +191,9 @@ class FoldLogger:
         if score is not None:
             self.seconds["train"] += score.train_seconds
             self.seconds["eval"] += score.eval_seconds
-            self.ctx.compute["fit_seconds"] += score.train_seconds + score.eval_seconds
+            self.compute.fit_seconds += score.train_seconds + score.eval_seconds
 
-    def finish(self, options) -> dict[str, CVTaskEntry]:
+    def finish(self) -> dict[str, CVTaskEntry]:
         frame = pd.DataFrame(self.rows, columns=["task", "system", "fold", "repeat", "key", "value"])
         frame = frame.drop_duplicates(["task", "system", "fold", "key"], keep="last")
         # a fixed order: fits complete in any order, and sums must not depend on it

@@ -23,7 +23,7 @@ from benchmark.core.names import (
 )
 from benchmark.evaluation import plots
 from benchmark.model.config import TrialConfig, short_config
-from benchmark.run.context import RunContext, _study_settings
+from benchmark.run.context import RunContext
 from benchmark.run.finals import FinalOutcome, per_query_frame, run_finals
 from benchmark.run.interrupts import StopRequested, fit_study
 from benchmark.run.result_schema import FinalResult, HoldoutTaskEntry
@@ -68,18 +68,15 @@ def _final_json(task: TaskSpec, outcome: FinalOutcome, data, split, dataset) -> 
 
 
 def _log_finals(
-    tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOutcome, final: dict, data, split, state: dict
+    tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOutcome, final: dict, data, split, run_uid: str
 ) -> None:
-
     for seed, result in zip(outcome.seeds, outcome.per_seed, strict=True):
-        if tracker.find_run(
-            **{TAG_RUN_UID: state["run_uid"], TAG_TASK: task.name, TAG_STAGE: STAGE_FINAL, "seed": str(seed)}
-        ):
+        if tracker.find_run(**{TAG_RUN_UID: run_uid, TAG_TASK: task.name, TAG_STAGE: STAGE_FINAL, "seed": str(seed)}):
             continue
         child = tracker.start_run(
             f"final seed {seed}",
             {
-                TAG_RUN_UID: state["run_uid"],
+                TAG_RUN_UID: run_uid,
                 TAG_TASK: task.name,
                 TAG_STAGE: STAGE_FINAL,
                 "seed": seed,
@@ -141,7 +138,13 @@ def _log_finals(
 def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict[str, HoldoutTaskEntry]:
     from ray import tune  # ray: heavy, imported only when a study or cluster is used
 
-    options, suite, tracker, state, progress = ctx.options, ctx.suite, ctx.tracker, ctx.state, ctx.progress
+    options, suite, tracker, state, progress = (
+        ctx.settings.options,
+        ctx.settings.suite,
+        ctx.tracker,
+        ctx.state,
+        ctx.progress,
+    )
     space = load_search_space(options.search_space or suite.search_space)
     mol_choices, text_choices = space.encoder_choices()
     first = group[0]
@@ -173,10 +176,9 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         split,
         [t.primary_key for t in group],
         suite.eval_every,
-        threads=int(max(1, options.cpus_per_trial)),
+        threads=ctx.settings.resources.threads,
     )
-    settings = _study_settings(
-        ctx,
+    settings = ctx.settings.study(
         f"{suite.name}-{split.name}-{key}",
         space,
         options.num_samples or suite.num_samples,
@@ -186,7 +188,7 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         tracker,
         parents,
         {t.name: t.primary_key for t in group},
-        state["run_uid"],
+        state.run_uid,
         space,
         progress,
         planned=settings.num_samples,
@@ -201,7 +203,15 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         callbacks=[callback],
         resume=options.resume,
     )
-    grid, study = fit_study(ctx, tuner, callback, settings.num_samples, settings.time_budget_s)
+    grid, study = fit_study(
+        tuner,
+        callback,
+        settings.num_samples,
+        settings.time_budget_s,
+        stop=ctx.stop,
+        compute=ctx.compute,
+        progress=progress,
+    )
     finals: dict[str, FinalOutcome] = {}
     results = {}
     for task in group:
@@ -211,8 +221,8 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
             "leaky": task.leaky,
             "trials": study.as_dict(),
         }
-        if task.name in ctx.state.get("tasks_done", {}):  # final before an interruption: not again
-            results[task.name] = ctx.state["tasks_done"][task.name]
+        if task.name in state.get("tasks_done", {}):  # final before an interruption: not again
+            results[task.name] = state["tasks_done"][task.name]
             continue
         if ctx.stop.requested:  # no final starts after a Ctrl-C; tasks already final stay
             left = {
@@ -256,7 +266,7 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
                 n_boot=task.bootstrap.n_boot,
                 bootstrap_seed=task.bootstrap.seed,
             )
-            ctx.compute["fit_seconds"] += time.perf_counter() - final_started
+            ctx.compute.fit_seconds += time.perf_counter() - final_started
         else:
             progress(
                 f"  final: {task.name} <- trial {trial_id} (val {task.primary_key} {val_value:.3f}); "
@@ -272,9 +282,9 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
             "config": cfg.model_dump(),
         }
         entry["final"] = final
-        _log_finals(tracker, parents[task.name], task, outcome, final, data, split, state)
+        _log_finals(tracker, parents[task.name], task, outcome, final, data, split, state.run_uid)
         tracker.end(parents[task.name])
         results[task.name] = entry
         state.setdefault("tasks_done", {})[task.name] = entry
-        ctx.save_state()
+        state.save()
     return results

@@ -18,10 +18,15 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from benchmark.core.errors import BenchmarkError
 from benchmark.tuning.outcome import StudyOutcome, study_outcome
 from benchmark.tuning.trainable import trial_seconds
+
+if TYPE_CHECKING:  # for annotations only: the context module imports this one
+    from benchmark.run.context import ComputeLedger
 
 log = logging.getLogger(__name__)
 
@@ -112,31 +117,42 @@ class _TuneStopWatcher(logging.Handler):
             log.error("Ray Tune: %s", message)
 
 
-def fit_study(ctx, tuner, callback, planned: int, time_budget_s: float | None):
-    """Run one Tune study under the run's stop signal; (result grid, how its trials ended), said when early."""
-
-    with ctx.stop.study():
+def fit_study(
+    tuner,
+    callback,
+    planned: int,
+    time_budget_s: float | None,
+    *,
+    stop: StopSignal,
+    compute: ComputeLedger,
+    progress: Callable[[str], None],
+) -> tuple[object, StudyOutcome]:
+    """Run one Tune study under the run's stop signal; (result grid, how its trials ended), said when early. Adds
+    the trials' bare seconds to `compute`."""
+    with stop.study():
         try:
             grid = tuner.fit()
         finally:
             callback.flush()  # trial runs still queued for MLflow
-    ctx.compute["trial_seconds"] += trial_seconds(grid)
-    study = study_outcome(grid, planned, time_budget_s, ctx.stop.requested)
-    report_outcome(ctx, study, time_budget_s)
+    compute.trial_seconds += trial_seconds(grid)
+    study = study_outcome(grid, planned, time_budget_s, stop.requested)
+    report_outcome(study, time_budget_s, stop=stop, progress=progress)
     return grid, study
 
 
-def report_outcome(ctx, outcome: StudyOutcome, time_budget_s: float | None) -> None:
+def report_outcome(
+    outcome: StudyOutcome, time_budget_s: float | None, *, stop: StopSignal, progress: Callable[[str], None]
+) -> None:
     """Say how a study ended when it ended early (a Ctrl-C, the time budget), and remember a Ctrl-C that Tune
-    caught (`ctx.stop`)."""
+    caught (in `stop`)."""
     if outcome.interrupted:
-        ctx.stop.request()
-        ctx.progress(
+        stop.request()
+        progress(
             f"  interrupted: {outcome.finished} trials finished, {outcome.failed} failed, "
             f"{len(outcome.interrupted)} interrupted (run again on --resume)"
         )
     elif outcome.budget_reached:
-        ctx.progress(
+        progress(
             f"  time budget of {time_budget_s:g}s reached: {outcome.finished + outcome.failed} of "
             f"{outcome.planned} trials run ({outcome.finished} finished, {outcome.failed} failed)"
         )

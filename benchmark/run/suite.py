@@ -29,16 +29,17 @@ from benchmark.core.names import (
     TAG_STAGE,
 )
 from benchmark.data import datasets
+from benchmark.data.cleaning import PairDataset
 from benchmark.data.loaders import load_dataset
 from benchmark.encoders.cache import EmbeddingCache
 from benchmark.run import cv
-from benchmark.run.context import RunContext, _load_state, _study_settings, lock_output, tune_storage
-from benchmark.run.cv_jobs import load_systems
+from benchmark.run.context import RunContext, RunSettings, RunState, lock_output
+from benchmark.run.cv_jobs import System, load_systems
 from benchmark.run.holdout import _run_holdout_group
 from benchmark.run.interrupts import Interrupted, StopRequested, StopSignal
 from benchmark.run.options import RunOptions, resume_command
-from benchmark.run.result_schema import RESULTS_FILE, RunResults, new_results, write_results
-from benchmark.tasks.specs import SuiteSpec, TaskSpec, get_suite, get_system, get_task
+from benchmark.run.result_schema import RESULTS_FILE, CVTaskEntry, RunResults, new_results, write_results
+from benchmark.tasks.specs import TaskSpec, get_suite, get_system, get_task
 from benchmark.tracking.store import (
     Tracker,
     check_reachable,
@@ -47,6 +48,7 @@ from benchmark.tracking.store import (
 )
 from benchmark.tracking.views import save_views
 from benchmark.tuning.callback import say
+from benchmark.tuning.search import StudySettings
 from benchmark.tuning.space import load_search_space
 
 log = logging.getLogger(__name__)
@@ -69,29 +71,23 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
     output.mkdir(parents=True, exist_ok=True)
     lock = lock_output(output)
     try:
-        return _open(options, progress, suite, tasks, tracking_uri, output, lock, cache), tasks
+        return _open(RunSettings(options, suite, output), progress, tracking_uri, lock, cache), tasks
     except BaseException:
         lock.release()
         raise
 
 
 def _open(
-    options: RunOptions,
-    progress,
-    suite: SuiteSpec,
-    tasks: list[TaskSpec],
-    tracking_uri: str,
-    output: Path,
-    lock,
-    cache: EmbeddingCache,
+    settings: RunSettings, progress: Callable[[str], None], tracking_uri: str, lock, cache: EmbeddingCache
 ) -> RunContext:
-
-    state = _load_state(output, options)
+    """Stage: the run state, the tracking store (runs a killed driver cut off are cleared), Ray and its checks."""
+    options, suite = settings.options, settings.suite
+    state = RunState.open(settings.output, options)
     tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     if options.resume:  # a driver killed outright (SIGKILL, a lost head) leaves its last writes RUNNING
         cut = sum(
-            tracker.delete_open_runs(**{TAG_RUN_UID: state["run_uid"], TAG_STAGE: stage})
+            tracker.delete_open_runs(**{TAG_RUN_UID: state.run_uid, TAG_STAGE: stage})
             for stage in (STAGE_TRIAL, STAGE_FINAL, STAGE_FIT)
         )
         if cut:
@@ -101,10 +97,8 @@ def _open(
             )
     init_ray(options.address)
     check_resources(options.cpus_per_trial, options.gpus_per_trial)
-    check_storage_shared(
-        tune_storage(options, output), flag="--storage" if options.storage else "--output or --storage"
-    )
-    return RunContext(options, suite, tracker, state, output, cache, progress, lock=lock)
+    check_storage_shared(settings.tune_storage, flag="--storage" if options.storage else "--output or --storage")
+    return RunContext(settings, tracker, state, cache, progress, lock=lock)
 
 
 def _plan(tasks: list[TaskSpec]) -> dict[str, list[TaskSpec]]:
@@ -115,20 +109,23 @@ def _plan(tasks: list[TaskSpec]) -> dict[str, list[TaskSpec]]:
     return groups
 
 
-def _run_cv_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict:
-    systems = load_systems([get_system(name) for name in ctx.suite.systems])
-    # ASHA would compare trials of different folds (different validation sets): never under CV
-    settings_for = lambda system: _study_settings(  # noqa: E731
-        ctx,
-        f"{ctx.suite.name}-{group[0].split.name}-cv-{system.name}-{key}",
-        system.space,
-        ctx.options.num_samples or system.spec.num_samples,
-        asha=False,
-    )
-    return cv.run_group(ctx, group, dataset, systems, settings_for)
+def _run_cv_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> dict[str, CVTaskEntry]:
+    settings = ctx.settings
+    systems = load_systems([get_system(name) for name in settings.suite.systems])
+
+    def study_for(system: System) -> StudySettings:
+        # ASHA would compare trials of different folds (different validation sets): never under CV
+        return settings.study(
+            f"{settings.suite.name}-{group[0].split.name}-cv-{system.name}-{key}",
+            system.space,
+            settings.options.num_samples or system.spec.num_samples,
+            asha=False,
+        )
+
+    return cv.run_group(ctx, group, dataset, systems, study_for)
 
 
-def _load_group_dataset(ctx: RunContext, task: TaskSpec, loaded: dict):
+def _load_group_dataset(options: RunOptions, task: TaskSpec, loaded: dict) -> PairDataset:
     """Stage: the group's dataset (each registered dataset loaded once per run)."""
 
     spec = task.dataset
@@ -138,8 +135,8 @@ def _load_group_dataset(ctx: RunContext, task: TaskSpec, loaded: dict):
     if key not in loaded:
         loaded[key] = datasets.load(
             spec.name,
-            data=ctx.options.data,
-            allow_download=ctx.options.allow_download,
+            data=options.data,
+            allow_download=options.allow_download,
             max_heavy_atoms=spec.max_heavy_atoms,
         )
     return loaded[key]
@@ -168,7 +165,7 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
 def _end_open_runs(ctx: RunContext, status: str) -> None:
     """No run of this run_uid stays RUNNING in MLflow after the run stops (a resume reopens the parents)."""
     try:
-        for run_id in ctx.tracker.open_runs(**{TAG_RUN_UID: ctx.state["run_uid"]}):
+        for run_id in ctx.tracker.open_runs(**{TAG_RUN_UID: ctx.state.run_uid}):
             ctx.tracker.end(run_id, status)
     except Exception as exc:  # the store itself may be why the run failed
         log.warning("could not mark the open MLflow runs %s: %s", status, exc)
@@ -177,54 +174,53 @@ def _end_open_runs(ctx: RunContext, status: str) -> None:
 def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> RunResults:
     """Stages per task group, then results.json. Groups finished earlier in this run (run_state.json) are not
     run or logged again: `--resume` on a finished run reports it and does nothing else."""
-    results = new_results(ctx.suite.name, ctx.state["run_uid"], ctx.tracker.tracking_uri, ctx.tracker.experiment)
-    if not ctx.suite.systems:
-        results["search_space"] = load_search_space(options.search_space or ctx.suite.search_space).name
+    suite = ctx.settings.suite
+    results = new_results(suite.name, ctx.state.run_uid, ctx.tracker.tracking_uri, ctx.tracker.experiment)
+    if not suite.systems:
+        results["search_space"] = load_search_space(options.search_space or suite.search_space).name
     started, loaded = time.perf_counter(), {}
     done = ctx.state.setdefault("groups_done", {})
     try:
         for key, group in _plan(tasks).items():
             if key in done:
                 ctx.progress(
-                    f"[{', '.join(t.name for t in group)}] finished earlier in run {ctx.state['run_uid']}: "
+                    f"[{', '.join(t.name for t in group)}] finished earlier in run {ctx.state.run_uid}: "
                     "results from run_state.json, nothing run or logged again"
                 )
                 results["tasks"].update(done[key])
                 continue
             if ctx.stop.requested:
                 raise StopRequested(f"before {', '.join(t.name for t in group)}")
-            dataset = _load_group_dataset(ctx, group[0], loaded)
+            dataset = _load_group_dataset(options, group[0], loaded)
             run_group = _run_cv_group if group[0].protocol.is_cv else _run_holdout_group
             entries = run_group(ctx, key, group, dataset)
             results["tasks"].update(entries)
             done[key] = entries
-            ctx.save_state()
+            ctx.state.save()
     except StopRequested as stop:
         results["tasks"].update(stop.partial)
         results["interrupted"] = {"where": stop.where, "resume": resume_command(options)}
         _write_results(ctx, results, started)
         _end_open_runs(ctx, "KILLED")
         raise Interrupted(
-            f"interrupted ({stop.where}); what finished is in MLflow and {ctx.output / RESULTS_FILE}; "
+            f"interrupted ({stop.where}); what finished is in MLflow and {ctx.settings.output / RESULTS_FILE}; "
             f"resume with: {resume_command(options)}"
         ) from None
     results["already_finished"] = ctx.state.get("finished") is not None and options.resume
     results["views"] = save_views(
         ctx.tracker,
-        ctx.state["run_uid"],
+        ctx.state.run_uid,
         sorted({t.primary_key for t in tasks}),
         cv=any(t.protocol.is_cv for t in tasks),
     )
     ctx.state.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S"))
-    ctx.save_state()
+    ctx.state.save()
     _write_results(ctx, results, started)
     return results
 
 
 def _write_results(ctx: RunContext, results: RunResults, started: float) -> None:
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results["compute"] = {
-        **{k: round(v, 1) for k, v in ctx.compute.items()},
-        "workers": fitting_trials(ctx.options.cpus_per_trial, ctx.options.gpus_per_trial),
-    }
-    write_results(ctx.output / RESULTS_FILE, results)
+    resources = ctx.settings.resources
+    results["compute"] = {**ctx.compute.as_dict(), "workers": fitting_trials(resources.cpus, resources.gpus)}
+    write_results(ctx.settings.output / RESULTS_FILE, results)

@@ -106,7 +106,7 @@ def test_resume_reads_back_logged_fits_instead_of_refitting(cv_run, monkeypatch)
 
     before = len(stages(cv_run["uri"])[STAGE_FIT])
     launched = []
-    monkeypatch.setattr(cv, "run_fits", lambda ctx, jobs, final, on_done: launched.extend(jobs))
+    monkeypatch.setattr(cv, "run_fits", lambda jobs, final, on_done, **handles: launched.extend(jobs))
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(cv_run["root"] / "tasks"))
     options = cv_run["options"]
     again = run_suite(options.model_copy(update={"resume": True}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +15,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """Every test writes embeddings to a session-private cache, never the user's."""
-    root = tmp_path_factory.mktemp("cache")
+    """Every test writes embeddings to a session-private cache, never the user's. Under pytest-xdist the workers of
+    one session share it (cache files are written atomically), so each text is encoded once per session."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / "cache"
+        root.mkdir(exist_ok=True)
+    else:
+        root = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENCHMARK_CACHE", str(root))
         yield root

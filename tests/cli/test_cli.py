@@ -15,6 +15,7 @@ def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_list_shows_builtins_and_plugins():
     out = cli("list")
     assert out.returncode == 0
@@ -148,6 +149,7 @@ def test_run_options_out_of_range_are_refused_naming_the_flag(flags, named, tmp_
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.db").exists()  # nothing started
 
 
+@pytest.mark.slow
 def test_list_shows_protocols_and_systems():
     out = cli("list", "tasks")
     assert "cv 5x5" in out.stdout and "holdout" in out.stdout

@@ -26,7 +26,7 @@ from suite_helpers import TINY_SPACE, write_suite
 
 from benchmark.cluster.local import RAY, RayCluster
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 

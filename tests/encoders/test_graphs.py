@@ -121,6 +121,7 @@ def small_split(snapshot):
     return make_split(snapshot, "random", 0, (0.8, 0.1, 0.1))
 
 
+@pytest.mark.slow
 def test_training_beats_the_untrained_encoder_and_the_text_side_stays_frozen(snapshot, small_split, tmp_path):
     from benchmark.encoders.cache import EmbeddingCache
     from benchmark.training.trial import prepare_trial_data, run_trial
@@ -144,6 +145,7 @@ def test_training_beats_the_untrained_encoder_and_the_text_side_stays_frozen(sna
     assert trainable == {"mol_head", "text_head"}
 
 
+@pytest.mark.slow
 def test_alignment_to_a_frozen_fingerprint_view_adds_its_term(snapshot, small_split, tmp_path):
     from benchmark.encoders.cache import EmbeddingCache
     from benchmark.training.trial import prepare_trial_data, run_trial

@@ -9,6 +9,8 @@ import pytest
 from benchmark.core.errors import UnknownNameError
 from benchmark.perf.main import SECTIONS, run_perf
 
+pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
+
 
 def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_local, monkeypatch):
     from suite_helpers import write_cv_suite

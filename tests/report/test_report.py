@@ -25,6 +25,7 @@ def tiny_store(ray_local, tiny_suite, tmp_path_factory):
     return uri
 
 
+@pytest.mark.slow
 def test_report_from_mlflow(tiny_store, tmp_path):
     written = generate_report(tiny_store, out=tmp_path / "reports")
     markdown = written["markdown"].read_text()
@@ -47,6 +48,7 @@ def test_report_from_mlflow(tiny_store, tmp_path):
     assert again["markdown"].read_bytes() == written["markdown"].read_bytes()
 
 
+@pytest.mark.slow
 def test_unknown_experiment_suggests(tiny_store, tmp_path):
     from benchmark.core.errors import UnknownNameError
 
@@ -104,6 +106,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
+@pytest.mark.slow
 def test_html_renders_in_headless_chromium_without_console_errors(tiny_store, tmp_path):
     written = generate_report(tiny_store, out=tmp_path / "reports")
     shot = tmp_path / "leaderboard.png"
@@ -158,6 +161,7 @@ def _copy_store(uri: str, to) -> str:
     return f"sqlite:///{to / 'mlflow.db'}"
 
 
+@pytest.mark.slow
 def test_report_skips_tasks_without_artifacts_draws_each_study_once_and_alters_no_store(tiny_store, tmp_path):
     import hashlib
 
@@ -187,6 +191,7 @@ def test_report_skips_tasks_without_artifacts_draws_each_study_once_and_alters_n
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
+@pytest.mark.slow
 def test_mlflow_ui_opens_the_saved_task_view_with_ci_columns(tiny_store, tmp_path):
     """A real `mlflow server` on 127.0.0.1; headless Chromium opens the suite's saved view of the experiment."""
     import json

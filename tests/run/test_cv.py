@@ -12,6 +12,8 @@ from benchmark.run.options import RunOptions
 from benchmark.run.result_schema import check_results, read_results
 from benchmark.run.suite import run_suite
 
+pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
+
 
 @pytest.fixture(scope="module")
 def cv_run(ray_local, tmp_path_factory, tiny_frame):
@@ -135,7 +137,7 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     import sys
     import time
 
-    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=1200, batch_size=16)
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=400, batch_size=16)
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [

@@ -15,6 +15,8 @@ import time
 import pytest
 from suite_helpers import TINY_SPACE, write_suite
 
+pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
+
 
 @pytest.fixture
 def slow_suite(request, tmp_path, tiny_csv):

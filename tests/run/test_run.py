@@ -22,6 +22,8 @@ from benchmark.run.options import RunOptions
 from benchmark.run.result_schema import SCHEMA_VERSION, check_results, read_results
 from benchmark.run.suite import run_suite
 
+pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
+
 
 def runs_of(uri: str, experiment: str):
     client = MlflowClient(uri)

@@ -9,6 +9,8 @@ from benchmark.tuning.search import StudySettings, make_tuner
 from benchmark.tuning.space import SearchSpace
 from benchmark.tuning.trainable import trial_device
 
+pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
+
 
 def probe(config):
     import ray

@@ -1,5 +1,6 @@
 """Tiny suites for tests of `run` and `report`: a slice of the real snapshot, TF-IDF text, short trials."""
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -106,3 +107,10 @@ def write_cv_suite(
         )
     )
     return folder
+
+
+def run_command(suite: str, root: Path, *extra: str) -> list[str]:
+    """`python -m benchmark run` of `suite` with its MLflow store and output folder under `root`, offline."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return [sys.executable, "-m", "benchmark", "run", "--suite", suite, "--tracking-uri", uri,
+            "--output", str(root / "out"), *extra, "--offline"]  # fmt: skip

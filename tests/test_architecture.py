@@ -3,7 +3,8 @@
 Each package may import only itself and the packages before it in `LAYERS`; no module imports
 its own package's face (`__init__`); there is no import cycle between modules; an import inside
 a function is of a heavy optional dependency only, and says so in a comment; no module is
-longer than `MAX_LINES`; at most `MAX_TOP_LEVEL` modules sit beside the subpackages.
+longer than `MAX_LINES`; at most `MAX_TOP_LEVEL` modules sit beside the subpackages. Imports
+under `if TYPE_CHECKING:` are for annotations only and never run, so they are not counted.
 """
 
 from __future__ import annotations

@@ -367,16 +367,21 @@ def run_trial(
     started = time.perf_counter()
     bridge = outcome.bridge
     gallery = text_gallery(data, split)
-    trained = evaluate(
-        bridge.embed_all(mol_x, "molecule"),
-        bridge.embed_all(text_x, "text"),
-        data,
-        rows,
-        n_boot=n_boot,
-        seed=bootstrap_seed,
-        min_group_size=min_group_size,
-        gallery=gallery,
-    )
+
+    def score(mol_embeddings: torch.Tensor, text_embeddings: torch.Tensor):
+        """Every retrieval mode on the evaluated rows, all from the same bootstrap resamples."""
+        return evaluate(
+            mol_embeddings,
+            text_embeddings,
+            data,
+            rows,
+            n_boot=n_boot,
+            seed=bootstrap_seed,
+            min_group_size=min_group_size,
+            gallery=gallery,
+        )
+
+    trained = score(bridge.embed_all(mol_x, "molecule"), bridge.embed_all(text_x, "text"))
     inputs = data.training_inputs(dev)
     untrained_bridge = build_bridge(
         config,
@@ -385,28 +390,8 @@ def run_trial(
         graphs=inputs["graphs"],
         view_dim=None if inputs["view_x"] is None else inputs["view_x"].shape[1],
     ).to(dev)
-    untrained = evaluate(
-        untrained_bridge.embed_all(mol_x, "molecule"),
-        untrained_bridge.embed_all(text_x, "text"),
-        data,
-        rows,
-        n_boot=n_boot,
-        seed=bootstrap_seed,
-        min_group_size=min_group_size,
-        gallery=gallery,
-    )
-    cosine = None
-    if data.shared_space:
-        cosine = evaluate(
-            F.normalize(mol_x, dim=-1),
-            F.normalize(text_x, dim=-1),
-            data,
-            rows,
-            n_boot=n_boot,
-            seed=bootstrap_seed,
-            min_group_size=min_group_size,
-            gallery=gallery,
-        )
+    untrained = score(untrained_bridge.embed_all(mol_x, "molecule"), untrained_bridge.embed_all(text_x, "text"))
+    cosine = score(F.normalize(mol_x, dim=-1), F.normalize(text_x, dim=-1)) if data.shared_space else None
     comparisons = {}
     for direction, metric in PAIRED_METRICS:
         if direction not in trained.runs:

@@ -16,13 +16,12 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from suite_helpers import TINY_SPACE, write_suite
+from suite_helpers import TINY_SPACE, run_command, write_suite
 
 from benchmark.cluster.local import RAY, RayCluster
 
@@ -54,21 +53,7 @@ def slow_suite(
     """A tiny holdout suite with trials of a few seconds, run against the cluster."""
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=samples, name=name, prefix=name)
-    args = [
-        sys.executable,
-        "-m",
-        "benchmark",
-        "run",
-        "--suite",
-        name,
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--output",
-        str(tmp_path / "out"),
-        "--address",
-        cluster.address,
-        "--offline",
-    ]
+    args = run_command(name, tmp_path, "--address", cluster.address)
     return {
         "args": args,
         "env": {**cluster.env, "BENCHMARK_TASKS_DIR": str(folder)},

@@ -5,7 +5,7 @@ from collections import Counter
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from suite_helpers import write_cv_suite
+from suite_helpers import run_command, write_cv_suite
 
 from benchmark.core.names import STAGE_FIT, STAGE_SYSTEM, STAGE_TASK, STAGE_TRIAL
 from benchmark.run.options import RunOptions
@@ -134,27 +134,12 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     import os
     import signal
     import subprocess
-    import sys
     import time
 
     folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=400, batch_size=16)
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        sys.executable,
-        "-m",
-        "benchmark",
-        "run",
-        "--suite",
-        "killcv",
-        "--tracking-uri",
-        uri,
-        "--output",
-        str(tmp_path / "out"),
-        "--max-concurrent",
-        "1",
-        "--offline",
-    ]
+    args = run_command("killcv", tmp_path, "--max-concurrent", "1")
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline, logged = time.time() + 300, 0

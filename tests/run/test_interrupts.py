@@ -9,11 +9,10 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
-from suite_helpers import TINY_SPACE, write_suite
+from suite_helpers import TINY_SPACE, run_command, write_cv_suite, write_suite
 
 pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
 
@@ -23,22 +22,7 @@ def slow_suite(request, tmp_path, tiny_csv):
     epochs = getattr(request, "param", 600)  # trials of a few seconds; finals of 2 seeds x epochs
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=4, name="slow", prefix="slow")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        sys.executable,
-        "-m",
-        "benchmark",
-        "run",
-        "--suite",
-        "slow",
-        "--tracking-uri",
-        uri,
-        "--output",
-        str(tmp_path / "out"),
-        "--max-concurrent",
-        "1",
-        "--offline",
-    ]
+    args = run_command("slow", tmp_path, "--max-concurrent", "1")
     return {
         "args": args,
         "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)},
@@ -155,25 +139,9 @@ def test_a_time_budget_ends_the_study_and_is_reported(slow_suite):
 def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, tiny_csv):
     """The CV path: Ctrl-C while a system is tuned per fold; resume gives every fold its budget and every
     (system, fold) one fit."""
-    from suite_helpers import write_cv_suite
-
     folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="intcv", folds=3, budget=2, epochs=400, batch_size=16)
     suite = {
-        "args": [
-            sys.executable,
-            "-m",
-            "benchmark",
-            "run",
-            "--suite",
-            "intcv",
-            "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
-            "--output",
-            str(tmp_path / "out"),
-            "--max-concurrent",
-            "1",
-            "--offline",
-        ],
+        "args": run_command("intcv", tmp_path, "--max-concurrent", "1"),
         "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)},
         "out": tmp_path / "out",
         "db": tmp_path / "mlflow.db",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from suite_helpers import TINY_SPACE, write_suite
+from suite_helpers import TINY_SPACE, run_command, write_suite
 
 from benchmark.run.options import RunOptions
 from benchmark.run.result_schema import SCHEMA_VERSION, check_results, read_results
@@ -204,21 +204,7 @@ def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=6, name="slow", prefix="slow")
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        sys.executable,
-        "-m",
-        "benchmark",
-        "run",
-        "--suite",
-        "slow",
-        "--tracking-uri",
-        uri,
-        "--output",
-        str(tmp_path / "out"),
-        "--max-concurrent",
-        "1",
-        "--offline",
-    ]
+    args = run_command("slow", tmp_path, "--max-concurrent", "1")
     log_file = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 240

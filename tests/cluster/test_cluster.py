@@ -48,7 +48,7 @@ def worker(cluster):
 
 
 def slow_suite(
-    tmp_path: Path, tiny_csv: Path, cluster: RayCluster, *, name: str, epochs: int = 600, samples: int = 4
+    tmp_path: Path, tiny_csv: Path, cluster: RayCluster, *, name: str, epochs: int = 300, samples: int = 4
 ) -> dict:
     """A tiny holdout suite with trials of a few seconds, run against the cluster."""
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
@@ -134,7 +134,7 @@ def test_a_small_suite_runs_on_both_nodes_and_resumes_after_the_driver_is_killed
 
 
 def test_a_lost_worker_node_costs_a_retry_not_the_trial(cluster, worker, tmp_path, tiny_csv):
-    suite = slow_suite(tmp_path, tiny_csv, cluster, name="clusterloss", epochs=600)
+    suite = slow_suite(tmp_path, tiny_csv, cluster, name="clusterloss")
     proc = start(suite)
     deadline = time.time() + 180
     while cluster.alive_actors_on(worker) == 0:  # a trial is training on the worker
@@ -160,6 +160,21 @@ def test_job_submit_runs_the_quick_suite_on_the_cluster(cluster, worker, tmp_pat
     }
     env_vars["BENCHMARK_SNAPSHOT_DIR"] = str(snapshot_path.parent)
     db = tmp_path / "mlflow.db"
+    submit = [RAY, "job", "submit"]
+    deadline = time.time() + 60
+    while True:  # a node that just joined may not have its job agent up yet: Ray answers "No available agent"
+        done = subprocess.run(
+            [*submit, "--address=" + cluster.dashboard, "--no-wait", "--", "true"],
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        if done.returncode == 0 or "No available agent" not in done.stderr or time.time() > deadline:
+            break
+        time.sleep(2)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     done = subprocess.run(
         [
             RAY,

@@ -9,6 +9,17 @@ from benchmark.core.errors import ConfigError
 from benchmark.data.loaders import ColumnMap
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (refused at parsing, before anything is trained)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_params(pairs: list[str] | None, flag: str) -> dict:
     params = {}
     for item in pairs or []:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from benchmark.api import train_and_evaluate
-from benchmark.cli.options import add_data_options, column_map, parse_params
+from benchmark.cli.options import add_data_options, column_map, parse_params, positive_int
 from benchmark.model.config import TrialConfig
 
 NAME = "train"
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     g = parser.add_argument_group("evaluation and output")
-    g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs")
+    g.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for 95%% CIs (>= 1)")
     g.add_argument("--cache-dir", help="embedding cache (default: $BENCHMARK_CACHE or ~/.cache/drug-text-benchmark)")
     g.add_argument("--output", help="write the result JSON here (per-query ranks go beside it as .queries.parquet)")
     g.add_argument("--quiet", action="store_true", help="only warnings and the result table")

@@ -9,6 +9,7 @@ published train / val / test assignment). `target_id` doubles as the group for w
 
 from __future__ import annotations
 
+import gzip
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -91,9 +92,25 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=True)
         if suffix in (".csv", ".csv.gz"):
             return pd.read_csv(path, dtype=str, keep_default_na=True)
+    except UnicodeDecodeError as exc:  # name the line, not the byte offset pandas reports
+        raise DataError(
+            f"cannot read {str(path)!r}: line {_line_of_byte(path, exc.start)} is not UTF-8 ({exc.reason}, byte "
+            f"{exc.object[exc.start : exc.start + 1]!r}); save the file as UTF-8"
+        ) from None
     except Exception as exc:  # pandas raises many kinds; all mean "unreadable file"
         raise DataError(f"cannot read {str(path)!r} as {suffix.lstrip('.')}: {exc}") from exc
     raise DataError(f"data file {str(path)!r} has unsupported suffix {path.suffix!r}; use .csv, .tsv or .parquet")
+
+
+def _line_of_byte(path: Path, offset: int) -> int | str:
+    """The 1-based line holding the first undecodable byte (pandas' offset counts from the start of its read
+    chunk, so the line is found by decoding the file itself)."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return raw.count(b"\n", 0, exc.start) + 1
+    return f"near byte {offset}"
 
 
 def is_chembl_schema(frame: pd.DataFrame) -> bool:

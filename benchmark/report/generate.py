@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from benchmark.core.errors import BenchmarkError
 from benchmark.report.collect import collect
 from benchmark.report.figures import figures
 from benchmark.report.markdown import render_html, render_markdown
@@ -27,6 +28,8 @@ def generate_report(
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise BenchmarkError(f"--out {str(folder)!r} is a file; the report needs a folder (give another --out)")
     with tempfile.TemporaryDirectory(prefix="benchmark-report-") as tmp:
         data = collect(tracking_uri, experiments, Path(tmp))
         folder.mkdir(parents=True, exist_ok=True)

@@ -241,3 +241,21 @@ def test_a_search_space_optuna_cannot_sample_fails_before_any_run_starts(tmp_pat
     assert code == 2 and "log scale with a step" in err and "badspace-space" in err and "optim/lr" in err
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "out").exists()
     assert yaml.safe_load((tmp_path / "badspace-space.yaml").read_text())["parameters"]["optim/lr"]["log"] is True
+
+
+def test_out_of_range_numbers_are_refused_at_parsing(capsys):
+    """`--bootstrap 0` used to fail with an IndexError after the whole training."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--bootstrap", "0"])
+    assert exit_.value.code == 2
+    assert "--bootstrap: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_report_out_naming_a_file_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    taken = tmp_path / "leaderboard.md"
+    taken.write_text("mine")
+    code = main(["report", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(taken)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file" in err and "Traceback" not in err
+    assert taken.read_text() == "mine"

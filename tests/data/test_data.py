@@ -226,3 +226,11 @@ def test_a_run_on_data_with_a_huge_smiles_finishes_and_counts_the_drop(tmp_path,
     dataset = json.loads(out.read_text())["dataset"]
     assert dataset["dropped"]["too_large"] == 2
     assert "above 1000 heavy atoms" in done.stderr
+
+
+def test_bad_bytes_are_reported_by_line(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(b"smiles,text\nCCO,ethanol binds\nCCN,bad \xff byte\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(path, columns=ColumnMap(smiles="smiles", text="text"))
+    assert "line 3 is not UTF-8" in str(info.value) and "save the file as UTF-8" in str(info.value)

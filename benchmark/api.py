@@ -10,8 +10,8 @@ from benchmark.core.errors import ConfigError
 from benchmark.data import datasets
 from benchmark.data.cleaning import PairDataset
 from benchmark.data.loaders import ColumnMap, load_dataset
-from benchmark.encoders import encoder_registry
 from benchmark.encoders.cache import EmbeddingCache
+from benchmark.encoders.registry import check_encoder_name
 from benchmark.model.config import TrialConfig
 from benchmark.splits.splitters import SPLITS, make_split
 from benchmark.training.results import BenchmarkResult
@@ -48,7 +48,7 @@ def train_and_evaluate(
     if max_heavy_atoms is not None and max_heavy_atoms < 1:
         raise ConfigError(f"--max-heavy-atoms must be at least 1, got {max_heavy_atoms}")
     for spec in (config.mol_encoder, config.text_encoder):  # fail on unknown names before any work
-        encoder_registry().get(spec.name)
+        check_encoder_name(spec.name)
     SPLITS.get(split)
     if dataset is not None:
         datasets.DATASETS.get(dataset)

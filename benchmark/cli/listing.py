@@ -8,6 +8,7 @@ from benchmark.core.errors import UnknownNameError
 from benchmark.data import datasets
 from benchmark.data.text_fields import DEFAULT_TEMPLATES
 from benchmark.encoders import encoder_registry
+from benchmark.encoders.registry import broken_plugins
 from benchmark.splits.splitters import SPLITS
 from benchmark.tasks.specs import SUITES, SYSTEMS, TASKS, load_registry
 from benchmark.tuning.space import available_search_spaces, load_search_space
@@ -86,6 +87,8 @@ def execute(args: argparse.Namespace) -> int:
                 f"  {name:<22}{entry.modality:<10}{entry.description}"
                 + ("" if origin == "benchmark" else f"  [{origin}]")
             )
+        for name, why in broken_plugins().items():
+            print(f"  {name:<22}{'?':<10}not available: {why}")
     if "splits" in show:
         print("splits:")
         for name in SPLITS.names():

@@ -13,6 +13,7 @@ encoders, never import paths.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from benchmark.encoders import molecular
 from benchmark.encoders.base import Encoder
 
 ENTRY_POINT_GROUP = "benchmark.encoders"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -153,18 +155,26 @@ def _builtin_registry() -> Registry[EncoderEntry]:
     return reg
 
 
+#: plugins whose import failed, by entry-point name: the message a run that asks for one fails with
+_BROKEN: dict[str, str] = {}
+
+
 @functools.lru_cache(maxsize=1)
 def encoder_registry() -> Registry[EncoderEntry]:
-    """Built-ins, then every installed `benchmark.encoders` entry point (duplicates refused)."""
+    """Built-ins, then every installed `benchmark.encoders` entry point (duplicates refused). A plugin that fails
+    to import is named in a warning and left out: only runs that ask for it fail (`check_encoder_name`)."""
     reg = _builtin_registry()
+    _BROKEN.clear()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             factory = ep.load()
         except Exception as exc:
-            raise EncoderError(
+            _BROKEN[ep.name] = (
                 f"encoder plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}. "
                 "Fix or uninstall the plugin package."
-            ) from exc
+            )
+            log.warning("%s Runs that do not use it go on.", _BROKEN[ep.name])
+            continue
         modality = getattr(factory, "modality", "?")
         doc = getattr(factory, "description", None) or (factory.__doc__ or "").strip().splitlines() or [""]
         description = doc if isinstance(doc, str) else doc[0]
@@ -174,9 +184,24 @@ def encoder_registry() -> Registry[EncoderEntry]:
     return reg
 
 
+def broken_plugins() -> dict[str, str]:
+    """Plugins that failed to import, with why (after the registry is loaded)."""
+    encoder_registry()
+    return dict(_BROKEN)
+
+
+def check_encoder_name(name: str) -> EncoderEntry:
+    """The registered entry; a plugin that failed to import is named with its error, other unknown names get the
+    closest matches."""
+    reg = encoder_registry()
+    if name not in reg and name in _BROKEN:
+        raise EncoderError(_BROKEN[name])
+    return reg.get(name)
+
+
 def build_encoder(name: str, **params: Any) -> Encoder:
     """Instantiate a registered encoder; `params` override the entry's defaults."""
-    entry = encoder_registry().get(name)
+    entry = check_encoder_name(name)
     try:
         encoder = entry.factory(name=name, **{**entry.defaults, **params})
     except TypeError as exc:

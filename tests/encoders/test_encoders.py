@@ -222,3 +222,23 @@ def test_an_encoder_that_raises_is_named_and_nothing_is_cached(tmp_path):
     ):
         embed(Raising(), ["a", "b"], cache=cache)
     assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_a_plugin_that_fails_to_import_fails_only_the_runs_that_ask_for_it(monkeypatch, caplog):
+    broken = EntryPoint(name="broken-enc", value="no_such_plugin_module:Encoder", group="benchmark.encoders")
+    good = EntryPoint(name="letter-counts", value="benchmark_plugin_example:LetterCounts", group="benchmark.encoders")
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [broken, good])
+    registry_module.encoder_registry.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            reg = registry_module.encoder_registry()  # loading the registry does not fail
+        assert "broken-enc" in caplog.text and "ModuleNotFoundError" in caplog.text
+        assert "letter-counts" in reg and "broken-enc" not in reg
+        assert registry_module.build_encoder("ecfp4").encode(["CCO"]).shape == (1, 2048)  # other runs go on
+        with pytest.raises(EncoderError, match="'broken-enc' .*failed to import: ModuleNotFoundError"):
+            registry_module.build_encoder("broken-enc")
+        with pytest.raises(UnknownNameError, match="Did you mean"):
+            registry_module.build_encoder("ecfp5")
+        assert set(registry_module.broken_plugins()) == {"broken-enc"}
+    finally:
+        registry_module.encoder_registry.cache_clear()

@@ -120,6 +120,7 @@ class ReportData:
     cv: list = field(default_factory=list)  # report_cv.CVTask per repeated-CV task
     datasets: dict[str, str] = field(default_factory=dict)  # holdout task -> dataset card line
     skipped: list[str] = field(default_factory=list)  # task runs left out, each with why
+    in_progress: list[str] = field(default_factory=list)  # task runs still RUNNING (a suite at work, or cut off)
 
 
 def dataset_line(run) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -135,4 +136,18 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
     trials = _trial_frame(holdout_trials, text_fields)
     for line in skipped:
         log.warning("report: skipped %s", line)
-    return ReportData(rows, trials, artifacts, [e.name for e in chosen], cv_tasks, datasets, skipped)
+    in_progress = _in_progress(client, ids, {e.experiment_id: e.name for e in chosen})
+    return ReportData(rows, trials, artifacts, [e.name for e in chosen], cv_tasks, datasets, skipped, in_progress)
+
+
+def _in_progress(client, ids: list[str], names: dict[str, str]) -> list[str]:
+    """Task runs still RUNNING: a suite at work on this store (or one cut off before it finished)."""
+    lines = []
+    for run in _all_runs(client, ids, STAGE_TASK):
+        if run.info.status == "RUNNING":
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000))
+            lines.append(
+                f"{run.data.tags.get(TAG_TASK, run.info.run_name)} ({names.get(run.info.experiment_id, '?')}, started "
+                f"{started}): still running, or cut off (then `run --resume` finishes it); report again when it ends"
+            )
+    return sorted(lines)

@@ -7,6 +7,7 @@ no timestamps or temporary paths.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from benchmark.core.errors import BenchmarkError
 from benchmark.report.collect import collect
 from benchmark.report.figures import figures
 from benchmark.report.markdown import render_html, render_markdown
+
+log = logging.getLogger(__name__)
 
 
 def generate_report(
@@ -38,6 +41,8 @@ def generate_report(
         page = render_html(data, images, folder)
     (folder / "leaderboard.md").write_text(markdown)
     (folder / "leaderboard.html").write_text(page)
+    for line in data.in_progress:
+        log.warning("report: in progress, not in the tables: %s", line)
     return {
         "markdown": folder / "leaderboard.md",
         "html": folder / "leaderboard.html",

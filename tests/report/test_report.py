@@ -7,11 +7,13 @@ import subprocess
 
 import pytest
 
+from benchmark.core.names import STAGE_TASK, TAG_STAGE, TAG_TASK
 from benchmark.report.base import PAPER_TABLE1, ReportData, Row
 from benchmark.report.generate import generate_report
 from benchmark.report.markdown import paper_comparison
 from benchmark.run.options import RunOptions
 from benchmark.run.suite import run_suite
+from benchmark.tracking.store import Tracker
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +282,16 @@ def test_mlflow_ui_opens_the_saved_task_view_with_ci_columns(tiny_store, tmp_pat
             assert key in text, key
             assert repr(run.data.metrics[key])[:6] in text, (key, run.data.metrics[key])
     assert "| trial " not in text and "final seed" not in text  # only the task parents
+
+
+def test_a_task_still_running_is_listed_as_in_progress_not_silently_left_out(tmp_path):
+    """`report` while a suite runs on the same store: its running task parents are named, not missing."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "benchmark-busy")
+    running = tracker.start_run("busy-global", {TAG_STAGE: STAGE_TASK, TAG_TASK: "busy-global"})
+    done = generate_report(uri, out=tmp_path / "reports")
+    markdown = done["markdown"].read_text()
+    assert "**In progress**" in markdown and "busy-global (benchmark-busy, started" in markdown
+    assert "In progress" in done["html"].read_text()
+    tracker.end(running)
+    assert "In progress" not in generate_report(uri, out=tmp_path / "again")["markdown"].read_text()

@@ -50,6 +50,10 @@ def encoder_key(encoder: Encoder, fit_hash: str | None = None) -> str:
     return f"{encoder.name}-{digest}"
 
 
+#: the largest embedding value accepted (fingerprint counts, scaled descriptors and unit vectors are far below)
+MAX_ABS_VALUE = 1e6
+
+
 def check_output(encoder: Encoder, items: list[str], array: Any) -> np.ndarray:
     """Turn an encoder's answer into a float32 matrix, or explain what is wrong with it."""
     try:
@@ -67,6 +71,13 @@ def check_output(encoder: Encoder, items: list[str], array: Any) -> np.ndarray:
         raise EncoderError(
             f"encoder {encoder.name!r} returned NaN or infinite values for {int(bad.sum())} item(s), "
             f"first {items[first]!r}"
+        )
+    largest = float(np.abs(array).max(initial=0.0))
+    if largest > MAX_ABS_VALUE:  # finite in float32, but training on it overflows and learns nothing
+        first = int(np.flatnonzero(np.abs(array).max(axis=1) > MAX_ABS_VALUE)[0])
+        raise EncoderError(
+            f"encoder {encoder.name!r} returned values up to {largest:.3g} (first for {items[first]!r}); embeddings "
+            f"beyond {MAX_ABS_VALUE:g} in magnitude are refused: scale or normalise the encoder's output"
         )
     return np.ascontiguousarray(array)
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.core.device import resolve_device
-from benchmark.core.errors import ConfigError, UnknownNameError
+from benchmark.core.errors import ConfigError, DataError, UnknownNameError
 from benchmark.data.cleaning import PairDataset
 from benchmark.encoders import build_encoder
 from benchmark.encoders.base import encoder_space
@@ -287,11 +287,28 @@ class FitScore:
     where: dict[str, str] = field(default_factory=dict)  # cluster.where_am_i() of the process that fitted it
 
 
+#: fewer distinct molecules or texts than this on the evaluated side make retrieval trivial (Recall@1 of 1.0)
+MIN_CANDIDATES = 2
+
+
+def check_retrievable(data: TrialData, rows: np.ndarray, side: str, gallery: np.ndarray | None = None) -> None:
+    """Refuse, before any training, a side where retrieval cannot fail: every text identical, or every molecule."""
+    molecules = len(np.unique(data.mol_idx[rows]))
+    texts = len(gallery) if gallery is not None else len(np.unique(data.text_idx[rows]))
+    if min(molecules, texts) < MIN_CANDIDATES:
+        raise DataError(
+            f"retrieval on the {side} side is trivial: {molecules} distinct molecule(s) and {texts} distinct text(s) "
+            f"among its {len(rows)} pairs, so every query would be answered correctly by construction (Recall@1 "
+            "1.0); check the text field and the data (are all texts, or all structures, the same?)"
+        )
+
+
 def fit_and_score(
     config: TrialConfig, data: TrialData, split: Split, *, side: str = "test", device: str | None = None
 ) -> FitScore:
     """Train on `split.train` and score `side` once: what a cross-validation fold needs (no bootstrap:
     the uncertainty comes from the folds)."""
+    check_retrievable(data, split.rows(side), side, text_gallery(data, split))
     dev = resolve_device(device)
     mol_x = torch.as_tensor(data.mol_features, device=dev)
     text_x = torch.as_tensor(data.text_features, device=dev)
@@ -347,6 +364,7 @@ def run_trial(
     """
     dev = resolve_device(device)
     rows = split.rows(side)
+    check_retrievable(data, rows, side, text_gallery(data, split))
     mol_x = torch.as_tensor(data.mol_features, device=dev)
     text_x = torch.as_tensor(data.text_features, device=dev)
 

@@ -201,7 +201,13 @@ def test_cache_encodes_once_and_recomputes_corrupt_files(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad,match", [(np.zeros((3, 2)), "shape"), (np.array([[np.nan, 1.0], [0, 0]]), "NaN"), ("text", "numeric")]
+    "bad,match",
+    [
+        (np.zeros((3, 2)), "shape"),
+        (np.array([[np.nan, 1.0], [0, 0]]), "NaN"),
+        ("text", "numeric"),
+        (np.array([[1e30, 1.0], [0, 0]]), "values up to 1e\\+30 .* scale or normalise"),
+    ],
 )
 def test_bad_encoder_output_is_explained(bad, match):
     with pytest.raises(EncoderError, match=match):

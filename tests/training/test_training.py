@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark import train_and_evaluate
+from benchmark.core.errors import DataError
+from benchmark.data import ColumnMap
 from benchmark.model.bridge import Bridge
 from benchmark.model.config import BridgeConfig, LossConfig, OptimConfig, TrialConfig
 from benchmark.splits.splitters import make_split
@@ -102,3 +105,27 @@ def test_fast_and_reference_implementations_agree(tiny_setup, loss):
     for mode in ("text_to_molecule", "molecule_to_text"):
         for metric in ("recall@1", "mrr"):
             assert abs(fast.metrics[mode][metric]["value"] - reference.metrics[mode][metric]["value"]) <= 1.0 / n
+
+
+@pytest.mark.parametrize(
+    ("same", "message"), [("text", "is trivial: .* by construction"), ("smiles", "1 molecules are too few to split")]
+)
+def test_trivial_retrieval_is_refused_before_training(tmp_path, tiny_frame, same, message):
+    """Every text identical: Recall@1 would be 1.0 by construction, so the run is refused before anything is
+    trained. Every molecule identical is refused earlier, by the split."""
+    frame = tiny_frame.rename(columns={"canonical_smiles": "smiles", "mechanism_of_action": "text"})[
+        ["smiles", "text"]
+    ].dropna()
+    frame[same] = frame[same].iloc[0]
+    frame["fold"] = ["train", "train", "train", "val", "test"] * (len(frame) // 5) + ["train"] * (len(frame) % 5)
+    path = tmp_path / "pairs.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=message):
+        train_and_evaluate(
+            quick(),
+            data=path,
+            columns=ColumnMap(smiles="smiles", text="text"),
+            split="published",
+            split_column="fold",
+            n_boot=10,
+        )

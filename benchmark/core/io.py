@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
+
+from benchmark.core.errors import BenchmarkError
 
 CACHE_ENV = "BENCHMARK_CACHE"
 
@@ -40,6 +44,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_sqlite_file(path: Path, what: str, fix: str) -> None:
+    """An existing sqlite file (a store the suite would trust) that cannot be read is named with `fix`, before
+    anything opens it (a traceback from deep inside a library otherwise; an empty file silently reads as empty)."""
+    if not path.exists():
+        return
+    problem = None
+    if path.stat().st_size == 0:
+        problem = "empty"
+    else:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("select count(*) from sqlite_master").fetchone()
+                verdict = db.execute("pragma quick_check").fetchone()[0]
+            if verdict != "ok":
+                problem = f"damaged: {verdict}"
+        except sqlite3.DatabaseError as exc:
+            problem = f"not a readable database: {exc}"
+    if problem:
+        raise BenchmarkError(f"{what} {path} is {problem}; {fix}")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -28,7 +28,7 @@ from benchmark.core.names import (
 from benchmark.report.base import ReportData, Row, _all_runs, _metrics_of, _primary_values, _trial_frame, dataset_line
 from benchmark.report.cv import collect_cv
 from benchmark.report.markdown import _nan_low, _versus
-from benchmark.tracking.store import check_tracking_uri
+from benchmark.tracking.store import check_reachable, check_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
                 f"no MLflow store at {db} (from --tracking-uri {tracking_uri}); run `python -m "
                 "benchmark run` first or point --tracking-uri at an existing store"
             )
+    check_reachable(tracking_uri)  # a server that does not answer, a store that cannot be read: one line, at once
     client = MlflowClient(tracking_uri)
     found = client.search_experiments()
     if experiments:

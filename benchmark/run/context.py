@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 
 STATE_FILE = "run_state.json"
+OPTUNA_FILE = "optuna.db"
 
 
 class RunState(dict):
@@ -73,7 +74,7 @@ class RunState(dict):
         if options.resume:
             if not path.exists():
                 raise BenchmarkError(f"nothing to resume in {output}: no {STATE_FILE}; run without --resume first")
-            state = cls(path, json.loads(path.read_text()))
+            state = cls(path, _read_state(path, output))
             if state["suite"] != options.suite:
                 raise ConfigError(f"{output} holds a run of suite {state['suite']!r}, not {options.suite!r}")
             return state
@@ -85,6 +86,23 @@ class RunState(dict):
         )
         state.save()
         return state
+
+
+def _read_state(path: Path, output: Path) -> dict:
+    """run_state.json, checked before it is trusted: a file that is empty, cut short or without its run id is
+    named, with what to do, instead of a traceback (or a resume that starts from nothing)."""
+    fix = (
+        f"the run in {output} cannot be resumed from it; start again without --resume (or with another --output), "
+        "what MLflow holds stays"
+    )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchmarkError(f"{path} is damaged (empty or cut short: {exc}); {fix}") from None
+    missing = [key for key in ("run_uid", "suite") if not isinstance(data, dict) or not data.get(key)]
+    if missing:
+        raise BenchmarkError(f"{path} is damaged (no {', '.join(missing)}); {fix}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,7 @@ class RunSettings:
             asha=asha,
             max_reports=-(-max_epochs // suite.eval_every),
             seed=options.seed,
-            optuna_storage=f"sqlite:///{self.output / 'optuna.db'}",
+            optuna_storage=f"sqlite:///{self.output / OPTUNA_FILE}",
             max_failures=options.max_failures,
         )
 

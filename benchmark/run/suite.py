@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray
+from benchmark.core.io import check_sqlite_file
 from benchmark.core.names import (
     STAGE_FINAL,
     STAGE_FIT,
@@ -33,7 +34,7 @@ from benchmark.data.cleaning import PairDataset
 from benchmark.data.loaders import load_dataset
 from benchmark.encoders.cache import EmbeddingCache
 from benchmark.run import cv
-from benchmark.run.context import RunContext, RunSettings, RunState, lock_output
+from benchmark.run.context import OPTUNA_FILE, RunContext, RunSettings, RunState, lock_output
 from benchmark.run.cv_jobs import System, load_systems
 from benchmark.run.holdout import _run_holdout_group
 from benchmark.run.interrupts import Interrupted, StopRequested, StopSignal
@@ -83,6 +84,12 @@ def _open(
     """Stage: the run state, the tracking store (runs a killed driver cut off are cleared), Ray and its checks."""
     options, suite = settings.options, settings.suite
     state = RunState.open(settings.output, options)
+    if options.resume:
+        check_sqlite_file(
+            settings.output / OPTUNA_FILE,
+            "the Optuna studies",
+            "the search history cannot be resumed from it: start again without --resume (or with another --output)",
+        )
     tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     if options.resume:  # a driver killed outright (SIGKILL, a lost head) leaves its last writes RUNNING

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from filelock import FileLock
 
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.io import check_sqlite_file
 from benchmark.core.names import TAG_NOTE, metric_key
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,15 @@ def check_tracking_uri(uri: str) -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, before any training, when an http(s) tracking server does not answer."""
+    """Fail fast, before any training, when an http(s) tracking server does not answer or a sqlite store cannot be
+    read."""
     parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        check_sqlite_file(
+            Path(uri[len("sqlite:///") :]),
+            "the MLflow store",
+            "move it aside (what it held is lost to this suite) and run again, or pass another --tracking-uri",
+        )
     if parsed.scheme not in ("http", "https"):
         return
     port = parsed.port or (443 if parsed.scheme == "https" else 80)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -259,3 +260,33 @@ def test_report_out_naming_a_file_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "is a file" in err and "Traceback" not in err
     assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("verb", ["run", "report"])
+def test_a_corrupt_mlflow_store_is_one_clear_line(tmp_path, capsys, verb):
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(b"\x00garbage" * 512)
+    extra = ["--suite", "quick", "--output", str(tmp_path / "out"), "--offline"] if verb == "run" else []
+    code = main([verb, "--tracking-uri", f"sqlite:///{store}", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and f"the MLflow store {store} is not a readable database" in err and "Traceback" not in err
+
+
+def test_a_corrupt_optuna_store_stops_a_resume_with_one_clear_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run_state.json").write_text('{"run_uid": "abc123", "suite": "quick"}')
+    (out / "optuna.db").write_bytes(b"")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = main(["run", "--suite", "quick", "--tracking-uri", uri, "--output", str(out), "--offline", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"the Optuna studies {out / 'optuna.db'} is empty" in err and "without --resume" in err
+
+
+def test_report_against_a_server_that_does_not_answer_fails_at_once(capsys):
+    """It used to retry for about four minutes and end in a traceback."""
+    started = time.monotonic()
+    code = main(["report", "--tracking-uri", "http://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "MLflow tracking server http://127.0.0.1:1 is unreachable" in err
+    assert time.monotonic() - started < 30

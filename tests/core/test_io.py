@@ -1,11 +1,13 @@
 """Atomic writes: whole files or none, with the permissions a plain write would give."""
 
 import os
+import sqlite3
 import stat
 
 import pytest
 
-from benchmark.core.io import atomic_write_bytes, current_umask
+from benchmark.core.errors import BenchmarkError
+from benchmark.core.io import atomic_write_bytes, check_sqlite_file, current_umask
 
 
 @pytest.fixture
@@ -32,3 +34,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write_bytes(target, object())  # not bytes: the write fails half way
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+@pytest.mark.parametrize(("content", "says"), [(b"", "is empty"), (b"not a database at all" * 100, "not a readable")])
+def test_a_damaged_sqlite_store_is_named_before_anything_opens_it(tmp_path, content, says):
+    path = tmp_path / "mlflow.db"
+    path.write_bytes(content)
+    with pytest.raises(BenchmarkError) as info:
+        check_sqlite_file(path, "the MLflow store", "move it aside")
+    assert says in str(info.value) and str(path) in str(info.value) and "move it aside" in str(info.value)
+    assert path.read_bytes() == content  # read only: nothing written
+
+
+def test_a_sound_sqlite_store_passes(tmp_path):
+    path = tmp_path / "ok.db"
+    with sqlite3.connect(path) as db:
+        db.execute("create table t (x)")
+    check_sqlite_file(path, "the store", "n/a")
+    check_sqlite_file(tmp_path / "absent.db", "the store", "n/a")  # absent: the library creates it

@@ -64,12 +64,25 @@ class EmbeddingCache:
             return None
         return array
 
-    def save(self, encoder_key: str, items_hash: str, array: np.ndarray, meta: dict) -> Path:
+    def save(self, encoder_key: str, items_hash: str, array: np.ndarray, meta: dict) -> Path | None:
+        """Best effort: the cache only saves time, so a failed write (a full disk, a read-only folder) is a warning
+        and the run goes on with the embeddings it has; None then. The sidecar is written last, so a half-saved
+        entry is never trusted (`load` needs both and checks the checksum)."""
         path = self.path(encoder_key, items_hash)
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         data = buffer.getvalue()
-        atomic_write_bytes(path, data)
         sidecar = {**meta, "sha256": sha256_bytes(data), "shape": list(array.shape), "dtype": str(array.dtype)}
-        atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True).encode())
+        try:
+            atomic_write_bytes(path, data)
+            atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True).encode())
+        except OSError as exc:
+            log.warning(
+                "embedding cache: could not save %s (%s: %s, %.1f MB); the run goes on without caching it",
+                path,
+                type(exc).__name__,
+                exc.strerror or exc,
+                len(data) / 1e6,
+            )
+            return None
         return path

@@ -1,6 +1,7 @@
 """Encoders: RDKit fingerprints, descriptors, transformers (tiny local BERT), MiniLM, TF-IDF,
 the registry with its entry-point plugin, and the embedding cache."""
 
+import errno
 import json
 from importlib.metadata import EntryPoint
 
@@ -12,6 +13,7 @@ from rdkit.Chem import rdFingerprintGenerator
 from benchmark.core.errors import EncoderError, UnknownNameError
 from benchmark.core.registry import DuplicateNameError, Registry
 from benchmark.encoders import build_encoder, encoder_registry
+from benchmark.encoders import cache as cache_module
 from benchmark.encoders import registry as registry_module
 from benchmark.encoders.base import check_output
 from benchmark.encoders.cache import EmbeddingCache
@@ -248,3 +250,16 @@ def test_a_plugin_that_fails_to_import_fails_only_the_runs_that_ask_for_it(monke
         assert set(registry_module.broken_plugins()) == {"broken-enc"}
     finally:
         registry_module.encoder_registry.cache_clear()
+
+
+def test_a_full_disk_while_caching_is_a_warning_and_the_embeddings_are_still_returned(tmp_path, monkeypatch, caplog):
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "atomic_write_bytes", disk_full)
+    enc = Counting()
+    with caplog.at_level("WARNING"):
+        out = embed(enc, ["a", "b"], cache=EmbeddingCache(tmp_path))
+    assert out.matrix.shape == (2, 3) and enc.calls == 2
+    assert "could not save" in caplog.text and "No space left on device" in caplog.text
+    assert not list(tmp_path.rglob("*.npy"))  # nothing half-written that a later run could trust

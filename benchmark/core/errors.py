@@ -31,6 +31,11 @@ class EncoderError(BenchmarkError):
     """An encoder failed or returned something unusable."""
 
 
+class WriteFailed(BenchmarkError, OSError):
+    """A file could not be written (a full disk, a vanished folder): the message names it and the free space.
+    Also an OSError, so best-effort writers (the embedding cache) can pass it over."""
+
+
 class UnknownNameError(BenchmarkError, KeyError):
     """A name that is not registered; the message offers the closest matches."""
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
 
-from benchmark.core.errors import BenchmarkError
+from benchmark.core.errors import BenchmarkError, WriteFailed
 
 CACHE_ENV = "BENCHMARK_CACHE"
 
@@ -41,6 +42,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteFailed(
+            f"could not write {path} ({len(data) / 1e6:.1f} MB): {exc.strerror or exc}; {free_space(path.parent)} "
+            "free there: free space or choose another folder"
+        ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -65,6 +72,14 @@ def check_sqlite_file(path: Path, what: str, fix: str) -> None:
             problem = f"not a readable database: {exc}"
     if problem:
         raise BenchmarkError(f"{what} {path} is {problem}; {fix}")
+
+
+def free_space(folder: Path) -> str:
+    """'1.2 GB' free on the disk holding `folder` (or its nearest existing parent)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return f"{shutil.disk_usage(candidate).free / 1e9:.1f} GB"
+    return "unknown"
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray
+from benchmark.core.errors import WriteFailed
 from benchmark.core.io import check_sqlite_file
 from benchmark.core.names import (
     STAGE_FINAL,
@@ -159,6 +160,9 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
         ctx.stop = stop
         try:
             return _run_groups(ctx, tasks, options)
+        except WriteFailed as exc:  # results or state could not be saved: say so, and how to continue
+            _end_open_runs(ctx, "FAILED")
+            raise WriteFailed(f"{exc}; then resume with: {resume_command(options)}") from exc
         except (Exception, StopRequested):
             _end_open_runs(ctx, "FAILED")
             raise

@@ -1,12 +1,14 @@
 """Atomic writes: whole files or none, with the permissions a plain write would give."""
 
+import errno
 import os
 import sqlite3
 import stat
 
 import pytest
 
-from benchmark.core.errors import BenchmarkError
+from benchmark.core import io as io_module
+from benchmark.core.errors import BenchmarkError, WriteFailed
 from benchmark.core.io import atomic_write_bytes, check_sqlite_file, current_umask
 
 
@@ -52,3 +54,17 @@ def test_a_sound_sqlite_store_passes(tmp_path):
         db.execute("create table t (x)")
     check_sqlite_file(path, "the store", "n/a")
     check_sqlite_file(tmp_path / "absent.db", "the store", "n/a")  # absent: the library creates it
+
+
+def test_a_full_disk_is_named_with_the_path_and_the_free_space(tmp_path, monkeypatch):
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io_module.os, "replace", full)
+    with pytest.raises(WriteFailed) as info:
+        atomic_write_bytes(tmp_path / "results.json", b"x" * 2_000_000)
+    message = str(info.value)
+    assert str(tmp_path / "results.json") in message and "2.0 MB" in message
+    assert "No space left on device" in message and "GB free there" in message
+    assert isinstance(info.value, OSError) and isinstance(info.value, BenchmarkError)
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone

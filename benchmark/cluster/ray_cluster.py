@@ -9,9 +9,12 @@ so every trial's node and host end up in MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,11 +47,28 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpu
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
+            with _sigterm_blocked_in_children():
+                ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **kwargs)
     except Exception as exc:
         raise BenchmarkError(
             f"cannot start or join Ray ({'address ' + address if address else 'local'}): {exc}"
         ) from exc
+
+
+@contextlib.contextmanager
+def _sigterm_blocked_in_children():
+    """Start a local Ray with SIGTERM blocked in the processes it spawns (a signal mask is inherited; Ray blocks
+    SIGINT in them the same way). A SIGTERM to the driver's process group (a scheduler's or `timeout`'s stop) then
+    reaches the driver, which stops the run cleanly, instead of killing the GCS and raylet under it; they still
+    end with the driver (Ray's fate sharing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def check_can_join(address: str) -> None:

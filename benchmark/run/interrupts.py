@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -31,22 +32,27 @@ if TYPE_CHECKING:  # for annotations only: the context module imports this one
 log = logging.getLogger(__name__)
 
 
-#: exit status of an interrupted run (128 + SIGINT, as shells report it)
+#: exit status of an interrupted run (128 + SIGINT, as shells report it); a SIGTERM's is 128 + 15
 INTERRUPTED_EXIT = 130
+#: the signals that stop a run gracefully: Ctrl-C, and a scheduler's or `timeout`'s stop
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(BenchmarkError):
-    """The run stopped at a user's Ctrl-C; the message says what was done and how to resume."""
+    """The run stopped at a user's Ctrl-C (or a SIGTERM); the message says what was done and how to resume."""
 
-    exit_code = INTERRUPTED_EXIT
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 class StopSignal:
-    """Whether the user asked the run to stop (first Ctrl-C), shared by the stages of one run."""
+    """Whether the user asked the run to stop (a first Ctrl-C or SIGTERM), shared by the stages of one run."""
 
     def __init__(self):
         self._event = threading.Event()
         self._in_study = False
+        self.signum: int = signal.SIGINT  # the signal that asked (for the exit status)
 
     @property
     def requested(self) -> bool:
@@ -56,25 +62,41 @@ class StopSignal:
         self._event.set()
 
     def _handler(self, signum, frame) -> None:
+        if self._in_study and signum == signal.SIGTERM and not self._event.is_set():
+            # inside tuner.fit() Tune owns SIGINT and stops the study cleanly on it: a first SIGTERM becomes that
+            self.signum = signum
+            os.kill(os.getpid(), signal.SIGINT)
+            return
         if self._event.is_set() or self._in_study:
-            raise KeyboardInterrupt  # the second Ctrl-C: at once
+            raise KeyboardInterrupt  # the second signal: at once
+        self.signum = signum
         self._event.set()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         log.warning(
-            "Ctrl-C: no new work starts; the running work finishes, then the run stops with a --resume "
-            "hint (Ctrl-C again to exit at once)"
+            "%s: no new work starts; the running work finishes, then the run stops with a --resume "
+            "hint (Ctrl-C again to exit at once)",
+            name,
         )
 
     @contextlib.contextmanager
     def installed(self):
-        """Own SIGINT for the block (main thread only; elsewhere signals cannot be handled)."""
+        """Own SIGINT and SIGTERM for the block (main thread only; elsewhere signals cannot be handled)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = signal.signal(signal.SIGINT, self._handler)
+        previous = {signum: signal.signal(signum, self._handler) for signum in STOP_SIGNALS}
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def reclaim(self) -> None:
+        """Take SIGINT and SIGTERM back after `ray.init()`: Ray's core worker installs a C-level SIGTERM handler
+        that aborts the driver (exit 134, a stack dump, nothing saved)."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._handler)
 
     @contextlib.contextmanager
     def study(self):

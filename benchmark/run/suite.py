@@ -158,6 +158,7 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
     with stop.installed():
         ctx, tasks = _start(options, progress or say)
         ctx.stop = stop
+        stop.reclaim()  # ray.init() replaced the SIGTERM handler
         try:
             return _run_groups(ctx, tasks, options)
         except WriteFailed as exc:  # results or state could not be saved: say so, and how to continue
@@ -215,7 +216,8 @@ def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> 
         _end_open_runs(ctx, "KILLED")
         raise Interrupted(
             f"interrupted ({stop.where}); what finished is in MLflow and {ctx.settings.output / RESULTS_FILE}; "
-            f"resume with: {resume_command(options)}"
+            f"resume with: {resume_command(options)}",
+            ctx.stop.signum,
         ) from None
     results["already_finished"] = ctx.state.get("finished") is not None and options.resume
     results["views"] = save_views(

@@ -165,3 +165,18 @@ def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, ti
     )
     assert sorted(per_study.values()) == [2, 2, 2]  # three folds, each its budget, none twice
     assert stages(suite)["fit"] == 2 * 2 * 3 and set(mlflow_status(suite)) == {"FINISHED"}  # tasks x systems x folds
+
+
+def test_sigterm_to_the_process_group_stops_like_a_first_ctrl_c(slow_suite):
+    """A scheduler's or `timeout`'s stop: it used to abort (exit 134, Ray's stack dump) with runs left RUNNING."""
+    proc = start(slow_suite)
+    wait_for(slow_suite, proc, "trials: ", 1)
+    time.sleep(2)  # the second trial is training
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143  # 128 + SIGTERM
+    log = slow_suite["log"].read_text()
+    assert "SIGTERM received" not in log and "Aborted" not in log
+    assert "--resume" in log.split("resume with: ")[-1]
+    counts = json.loads((slow_suite["out"] / "results.json").read_text())["tasks"]["slow-global"]["trials"]
+    assert counts["finished"] >= 1 and optuna_states(slow_suite).get("COMPLETE", 0) == counts["finished"]
+    assert "RUNNING" not in mlflow_status(slow_suite)

@@ -89,6 +89,7 @@ def check_can_join(address: str) -> None:
         return
     if not gcs:
         return
+    _check_listening(address, gcs)
     try:
         ray._raylet.GcsClient(address=gcs)
     except ray.exceptions.AuthenticationError as exc:
@@ -102,6 +103,20 @@ def check_can_join(address: str) -> None:
         ) from None
     except Exception as exc:  # noqa: BLE001 - unreachable and the like: ray.init retries and reports it
         log.debug("GCS probe of %s failed: %s", address, exc)
+
+
+def _check_listening(address: str, gcs: str, timeout: float = 5.0) -> None:
+    """Nothing listening at the address: say so within seconds (`ray.init` waits about a minute per attempt, and
+    the run looks hung meanwhile)."""
+    host, _, port = gcs.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(
+            f"no Ray cluster answers at {address} ({exc}); start one there (ray start --head --port=...) or leave out "
+            "--address (and RAY_ADDRESS) to run on a local Ray"
+        ) from None
 
 
 def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:

@@ -290,3 +290,14 @@ def test_report_against_a_server_that_does_not_answer_fails_at_once(capsys):
     err = capsys.readouterr().err
     assert code == 2 and "MLflow tracking server http://127.0.0.1:1 is unreachable" in err
     assert time.monotonic() - started < 30
+
+
+def test_run_against_an_address_where_no_ray_answers_fails_at_once(tmp_path, capsys):
+    """It used to hang for minutes (and ignore SIGTERM meanwhile)."""
+    started = time.monotonic()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = main(["run", "--suite", "quick", "--address", "127.0.0.1:1", "--tracking-uri", uri,
+                 "--output", str(tmp_path / "out"), "--offline"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "no Ray cluster answers at 127.0.0.1:1" in err and "Traceback" not in err
+    assert time.monotonic() - started < 60

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest 
 
 @pytest.fixture
 def slow_suite(request, tmp_path, tiny_csv):
-    epochs = getattr(request, "param", 600)  # trials of a few seconds; finals of 2 seeds x epochs
+    epochs = getattr(request, "param", 300)  # trials of a second or two; finals of 2 seeds x epochs
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": epochs, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=4, name="slow", prefix="slow")
     args = run_command("slow", tmp_path, "--max-concurrent", "1")
@@ -139,7 +139,7 @@ def test_a_time_budget_ends_the_study_and_is_reported(slow_suite):
 def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, tiny_csv):
     """The CV path: Ctrl-C while a system is tuned per fold; resume gives every fold its budget and every
     (system, fold) one fit."""
-    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="intcv", folds=3, budget=2, epochs=400, batch_size=16)
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="intcv", folds=3, budget=2, epochs=250, batch_size=16)
     suite = {
         "args": run_command("intcv", tmp_path, "--max-concurrent", "1"),
         "env": {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)},

@@ -200,7 +200,7 @@ def test_unreachable_tracking_server_fails_before_training(tiny_suite, tmp_path)
 
 
 def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
-    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 400, "batch_size": 16}}}
+    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 250, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=6, name="slow", prefix="slow")
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from suite_helpers import TINY_SPACE, run_command, write_suite
+from suite_helpers import TINY_SPACE, run_command, write_cv_suite, write_suite
 
 from benchmark.cluster.local import RAY, RayCluster
 
@@ -151,14 +151,15 @@ def test_a_lost_worker_node_costs_a_retry_not_the_trial(cluster, worker, tmp_pat
     assert results["tasks"]["clusterloss-global"]["trials"]["finished"] == 4
 
 
-def test_job_submit_runs_the_quick_suite_on_the_cluster(cluster, worker, tmp_path, snapshot_path):
-    """`ray job submit --working-dir` (the [cluster] extra's dashboard, token authentication) runs the quick suite."""
+def test_job_submit_runs_a_cv_suite_on_the_cluster(cluster, worker, tmp_path, tiny_csv):
+    """`ray job submit --working-dir` (the [cluster] extra's dashboard, token authentication) runs a repeated-CV
+    suite (tuning per fold, then fits as Ray tasks) of the same shape as `quick`, on TF-IDF text to keep it short."""
     env_vars = {
         k: os.environ[k]
         for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "BENCHMARK_CACHE")
         if k in os.environ
     }
-    env_vars["BENCHMARK_SNAPSHOT_DIR"] = str(snapshot_path.parent)
+    env_vars["BENCHMARK_TASKS_DIR"] = str(write_cv_suite(tmp_path / "tasks", tiny_csv, name="jobcv"))
     db = tmp_path / "mlflow.db"
     submit = [RAY, "job", "submit"]
     deadline = time.time() + 60
@@ -191,7 +192,7 @@ def test_job_submit_runs_the_quick_suite_on_the_cluster(cluster, worker, tmp_pat
             "benchmark",
             "run",
             "--suite",
-            "quick",
+            "jobcv",
             "--offline",
             "--output",
             str(tmp_path / "out"),
@@ -206,7 +207,7 @@ def test_job_submit_runs_the_quick_suite_on_the_cluster(cluster, worker, tmp_pat
     )
     assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, done.stdout[-4000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert set(results["tasks"]) == {"quick-scaffold-global", "quick-scaffold-grouped"}
+    assert set(results["tasks"]) == {"jobcv-global", "jobcv-grouped"}
     assert stages(db)["task"] == 2 and stages(db)["fit"] > 0
     runs = trial_runs(db)
     assert runs and {r["ray.node_id"] for r in runs} == {cluster.head_node(), worker}

@@ -62,12 +62,15 @@ def check_sqlite_file(path: Path, what: str, fix: str) -> None:
     if path.stat().st_size == 0:
         problem = "empty"
     else:
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        try:  # read-write: a store left by a killed process has a hot journal that the first reader rolls back
+            with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
                 db.execute("select count(*) from sqlite_master").fetchone()
                 verdict = db.execute("pragma quick_check").fetchone()[0]
             if verdict != "ok":
                 problem = f"damaged: {verdict}"
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):  # locked: another process is writing it, so it is readable
+                problem = f"not a readable database: {exc}"
         except sqlite3.DatabaseError as exc:
             problem = f"not a readable database: {exc}"
     if problem:

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import shutil
 import sqlite3
 import stat
 
@@ -68,3 +69,24 @@ def test_a_full_disk_is_named_with_the_path_and_the_free_space(tmp_path, monkeyp
     assert "No space left on device" in message and "GB free there" in message
     assert isinstance(info.value, OSError) and isinstance(info.value, BenchmarkError)
     assert list(tmp_path.iterdir()) == []  # the temporary file is gone
+
+
+def test_a_store_left_by_a_killed_writer_is_readable(tmp_path):
+    """A process killed mid-transaction leaves a hot journal beside a half-written file (what `--resume` finds
+    after a SIGKILL); the first reader rolls it back, so the store is sound (a read-only probe failed on it)."""
+    live = tmp_path / "live"
+    live.mkdir()
+    writer = sqlite3.connect(live / "optuna.db", isolation_level=None)
+    writer.execute("pragma journal_mode=delete")
+    writer.execute("create table trials (x)")
+    writer.execute("insert into trials values (1)")
+    writer.execute("pragma cache_size=1")  # pages spill into the file before the commit
+    writer.execute("begin")
+    writer.executemany("insert into trials values (?)", [("x" * 200,) for _ in range(20000)])
+    crashed = tmp_path / "crashed"
+    shutil.copytree(live, crashed)  # the files as a SIGKILL mid-transaction leaves them
+    writer.close()
+    assert (crashed / "optuna.db-journal").exists()
+    check_sqlite_file(crashed / "optuna.db", "the Optuna studies", "n/a")
+    with sqlite3.connect(crashed / "optuna.db") as db:
+        assert db.execute("select count(*) from trials").fetchone() == (1,)  # rolled back to the last commit

@@ -134,7 +134,11 @@ class RunSettings:
 
     @property
     def tune_storage(self) -> str:
-        return tune_storage(self.options, self.output)
+        """Where Ray Tune keeps experiment state: --storage (a shared folder or a URI), else OUTPUT/ray."""
+        storage = self.options.storage
+        if storage:
+            return storage if is_uri(storage) else str(Path(storage).resolve())
+        return str(self.output / "ray")
 
     def study(self, name: str, space: SearchSpace, num_samples: int, asha: bool) -> StudySettings:
         """One Tune study's settings: the run's options over the suite's defaults."""
@@ -254,10 +258,3 @@ def lock_output(output: Path):
         ).encode(),
     )
     return lock
-
-
-def tune_storage(options: RunOptions, output: Path) -> str:
-    """Where Ray Tune keeps experiment state: --storage (a shared folder or a URI), else OUTPUT/ray."""
-    if options.storage:
-        return options.storage if is_uri(options.storage) else str(Path(options.storage).resolve())
-    return str(output / "ray")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -65,7 +64,7 @@ class StopSignal:
         if self._in_study and signum == signal.SIGTERM and not self._event.is_set():
             # inside tuner.fit() Tune owns SIGINT and stops the study cleanly on it: a first SIGTERM becomes that
             self.signum = signum
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
             return
         if self._event.is_set() or self._in_study:
             raise KeyboardInterrupt  # the second signal: at once

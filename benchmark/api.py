@@ -101,4 +101,13 @@ def train_and_evaluate(
     )
     if dataset.has_groups and "text_to_molecule_grouped" not in result.metrics:
         notes.append("grouped retrieval: no target has 3 or more distinct molecules in the evaluated side")
-    return BenchmarkResult(result, trial_data, the_split.summary(), notes)
+    out = BenchmarkResult(result, trial_data, the_split.summary(), notes)
+    for name, gallery in out.galleries().items():
+        if gallery["tied_items"]:
+            notes.append(
+                f"{name}: {gallery['tied_items']} of {gallery['size']} gallery {gallery['modality']}s share their "
+                f"frozen features with another ({trial_data.encoders.get(gallery['modality'], {}).get('name', '?')}); "
+                "queries whose answer is one of them can only tie"
+                + (" (try ecfp4-chiral: ECFP4 ignores chirality)" if config.mol_encoder.name == "ecfp4" else "")
+            )
+    return out

@@ -1,8 +1,17 @@
-"""`python -m benchmark list`: the registries as tables."""
+"""`python -m benchmark list`: the registries as aligned tables (rich), or as JSON for scripts (`--json`).
+
+Each kind is one function returning rows (plain dicts, the same for both outputs), so a script reading
+`list --json` sees exactly the columns a person sees in the table.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
 
 from benchmark.core.errors import UnknownNameError
 from benchmark.data import datasets
@@ -13,100 +22,175 @@ from benchmark.splits.splitters import SPLITS
 from benchmark.tasks.specs import SUITES, SYSTEMS, TASKS, load_registry
 from benchmark.tuning.space import available_search_spaces, load_search_space
 
-LIST_KINDS = (
-    "datasets",
-    "tasks",
-    "suites",
-    "systems",
-    "search-spaces",
-    "encoders",
-    "splits",
-    "text-fields",
-    "heads",
-    "losses",
-)
-
 NAME = "list"
-HELP = "show registered encoders, splits, text fields, heads, loss terms"
+HELP = "show registered datasets, tasks, suites, systems, encoders, splits, text fields, heads, loss terms"
+
+HEADS = {
+    "linear": "dual linear heads (paper)",
+    "mlp": "two-layer MLP heads",
+    "memory_bank": "pseudo-tokens + shared learnable-query cross-attention (Song et al.)",
+}
+LOSS_TERMS = {
+    "infonce": ("symmetric InfoNCE", "--temperature, --margin, --hard-negative-beta, --same-target-weight"),
+    "u2u": ("second-order KL(TT||MM)+KL(MM||TT)", "--u2u-weight"),
+    "u2c": ("second-order KL(TT||MT)+KL(MM||TM)", "--u2c-weight"),
+}
+Row = dict[str, object]
+
+
+def dataset_rows() -> list[Row]:
+    rows = []
+    for name in datasets.DATASETS.names():
+        c = datasets.card(name, datasets.load(name, allow_download=False))
+        counts = c["counts"]
+        rows.append(
+            {
+                "name": name,
+                "pairs": counts["pairs"],
+                "molecules": counts["molecules"],
+                "targets": counts["targets"],
+                "ecfp4 collisions": c["fingerprint_collisions"]["ecfp4"],
+                "chiral collisions": c["fingerprint_collisions"]["ecfp4-chiral"],
+                "release": c["release"],
+                "description": c["description"],
+            }
+        )
+    return rows
+
+
+def task_rows() -> list[Row]:
+    load_registry()
+    rows = []
+    for name in TASKS.names():
+        task = TASKS.get(name)
+        p = task.protocol
+        rows.append(
+            {
+                "name": name,
+                "split": task.split.name,
+                "retrieval": task.retrieval,
+                "protocol": f"cv {p.folds}x{p.repeats}" if p.is_cv else "holdout",
+                "primary": task.primary_key,
+                "leaky": bool(task.leaky),
+            }
+        )
+    return rows
+
+
+def suite_rows() -> list[Row]:
+    load_registry()
+    rows = []
+    for name in SUITES.names():
+        suite = SUITES.get(name)
+        how = ", ".join(suite.systems) if suite.systems else f"{suite.num_samples} trials/split, {suite.search_space}"
+        rows.append({"name": name, "systems": how, "tasks": ", ".join(suite.tasks)})
+    return rows
+
+
+def system_rows() -> list[Row]:
+    load_registry()
+    rows = []
+    for name in SYSTEMS.names():
+        system = SYSTEMS.get(name)
+        budget = f"{system.num_samples} trials/fold" if system.num_samples > 1 else "fixed"
+        rows.append(
+            {"name": name, "search_space": system.search_space, "budget": budget, "description": system.description}
+        )
+    return rows
+
+
+def search_space_rows() -> list[Row]:
+    rows = []
+    for name in available_search_spaces():
+        space = load_search_space(name)
+        names = list(space.parameters) + [f"[{t}]" for t in space.terms]
+        rows.append({"name": name, "parameters": ", ".join(names) or "(fixed configuration)"})
+    return rows
+
+
+def encoder_rows() -> list[Row]:
+    reg = encoder_registry()
+    rows: list[Row] = [
+        {
+            "name": name,
+            "modality": reg.get(name).modality,
+            "origin": reg.origin(name),
+            "description": reg.get(name).description,
+        }
+        for name in reg.names()
+    ]
+    rows += [
+        {"name": name, "modality": "?", "origin": "plugin", "description": f"not available: {why}"}
+        for name, why in broken_plugins().items()
+    ]
+    return rows
+
+
+def split_rows() -> list[Row]:
+    return [{"name": name, "description": SPLITS.get(name).description} for name in SPLITS.names()]
+
+
+def text_field_rows() -> list[Row]:
+    return [{"name": name, "template": " ".join(template)} for name, template in DEFAULT_TEMPLATES.items()]
+
+
+def head_rows() -> list[Row]:
+    return [{"name": name, "description": text} for name, text in HEADS.items()]
+
+
+def loss_rows() -> list[Row]:
+    return [{"name": name, "description": text, "options": opts} for name, (text, opts) in LOSS_TERMS.items()]
+
+
+KINDS: dict[str, Callable[[], list[Row]]] = {
+    "datasets": dataset_rows,
+    "tasks": task_rows,
+    "suites": suite_rows,
+    "systems": system_rows,
+    "search-spaces": search_space_rows,
+    "encoders": encoder_rows,
+    "splits": split_rows,
+    "text-fields": text_field_rows,
+    "heads": head_rows,
+    "losses": loss_rows,
+}
+LIST_KINDS = tuple(KINDS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", nargs="?", default="all", help=f"one of {', '.join(LIST_KINDS)} (default: all)")
+    parser.add_argument(
+        "--json", action="store_true", help="print {kind: [row, ...]} as JSON (for scripts) instead of tables"
+    )
+
+
+def table(kind: str, rows: list[Row]) -> Table:
+    """One registry as a rich table: a column per key, in the rows' order."""
+    out = Table(title=kind, title_justify="left", show_lines=False, expand=False)
+    columns = list(rows[0]) if rows else ["name"]
+    for column in columns:
+        out.add_column(column.replace("_", " "), overflow="fold", no_wrap=column == "name")
+    for row in rows:
+        out.add_row(*(_cell(row[c]) for c in columns))
+    return out
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "LEAKY" if value else ""
+    return str(value)
 
 
 def execute(args: argparse.Namespace) -> int:
     kind = args.kind
-    if kind != "all" and kind not in LIST_KINDS:
+    if kind != "all" and kind not in KINDS:
         raise UnknownNameError("list kind", kind, LIST_KINDS)
     show = LIST_KINDS if kind == "all" else (kind,)
-    if "datasets" in show:
-        print("datasets:")
-        for name in datasets.DATASETS.names():
-            dataset = datasets.load(name, allow_download=False)
-            print(datasets.format_card(datasets.card(name, dataset)))
-    if "tasks" in show or "suites" in show or "systems" in show:
-        load_registry()
-    if "tasks" in show:
-        print("tasks:")
-        width = max(map(len, TASKS.names()), default=0) + 2
-        for name in TASKS.names():
-            task = TASKS.get(name)
-            leak = "  LEAKY" if task.leaky else ""
-            p = task.protocol
-            protocol = f"cv {p.folds}x{p.repeats}" if p.is_cv else "holdout"
-            print(f"  {name:<{width}}{task.split.name:<10}{task.retrieval:<9}{protocol:<10}{task.primary_key}{leak}")
-    if "suites" in show:
-        print("suites:")
-        for name in SUITES.names():
-            suite = SUITES.get(name)
-            how = (
-                f"systems {', '.join(suite.systems)}"
-                if suite.systems
-                else f"{suite.num_samples} trials/split, space {suite.search_space}"
-            )
-            print(f"  {name:<24}{how}: {', '.join(suite.tasks)}")
-    if "systems" in show:
-        print("systems:")
-        for name in SYSTEMS.names():
-            system = SYSTEMS.get(name)
-            budget = f"{system.num_samples} trials/fold" if system.num_samples > 1 else "fixed"
-            print(f"  {name:<24}{system.search_space:<16}{budget:<16}{system.description}")
-    if "search-spaces" in show:
-        print("search spaces:")
-        for name in available_search_spaces():
-            space = load_search_space(name)
-            names = list(space.parameters) + [f"[{t}]" for t in space.terms]
-            print(f"  {name:<24}{', '.join(names) or '(fixed configuration)'}")
-    if "encoders" in show:
-        reg = encoder_registry()
-        print("encoders:")
-        for name in reg.names():
-            entry = reg.get(name)
-            origin = reg.origin(name)
-            print(
-                f"  {name:<22}{entry.modality:<10}{entry.description}"
-                + ("" if origin == "benchmark" else f"  [{origin}]")
-            )
-        for name, why in broken_plugins().items():
-            print(f"  {name:<22}{'?':<10}not available: {why}")
-    if "splits" in show:
-        print("splits:")
-        for name in SPLITS.names():
-            print(f"  {name:<22}{SPLITS.get(name).description}")
-    if "text-fields" in show:
-        print("text fields:")
-        for name, template in DEFAULT_TEMPLATES.items():
-            print(f"  {name:<22}{' '.join(template)}")
-    if "heads" in show:
-        print(
-            "heads:\n  linear                dual linear heads (paper)\n  mlp                   two-layer MLP heads\n"
-            "  memory_bank           pseudo-tokens + shared learnable-query cross-attention (Song et al.)"
-        )
-    if "losses" in show:
-        print(
-            "loss terms (weights / switches):\n  infonce               symmetric InfoNCE, --temperature, --margin, "
-            "--hard-negative-beta, --same-target-weight\n  u2u                   second-order "
-            "KL(TT||MM)+KL(MM||TT), --u2u-weight\n"
-            "  u2c                   second-order KL(TT||MT)+KL(MM||TM), --u2c-weight"
-        )
+    rows = {name: KINDS[name]() for name in show}
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    console = Console(width=max(Console().width, 160), soft_wrap=False)
+    for name in show:
+        console.print(table(name, rows[name]))
     return 0

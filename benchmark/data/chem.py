@@ -17,9 +17,11 @@ import re
 import select
 import subprocess
 import sys
+from collections import Counter
 from functools import lru_cache
 
 from rdkit import Chem, RDLogger
+from rdkit.Chem import rdFingerprintGenerator
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
@@ -170,6 +172,27 @@ def murcko_scaffold(key: str) -> str:
     if mol is None:
         raise ValueError(f"cannot parse structure key {key!r}")
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
+
+
+#: ECFP4 as in the paper: Morgan radius 2 folded to 2048 bits (the `ecfp4` encoder uses the same values)
+ECFP4_RADIUS, ECFP4_BITS = 2, 2048
+
+
+def fingerprint_collisions(keys: list[str], *, chirality: bool = False) -> int:
+    """How many molecules share their ECFP4 bits with at least one other molecule of `keys`.
+
+    As a query or a gallery item such a molecule can only tie with its twin: ECFP4 ignores chirality, so
+    stereoisomers collide unless `chirality` is set (the `ecfp4-chiral` encoder). Unparseable keys are skipped.
+    """
+    generator = rdFingerprintGenerator.GetMorganGenerator(
+        radius=ECFP4_RADIUS, fpSize=ECFP4_BITS, includeChirality=chirality
+    )
+    bits = Counter()
+    for key in keys:
+        mol = Chem.MolFromSmiles(key)
+        if mol is not None:
+            bits[generator.GetFingerprintAsNumPy(mol).tobytes()] += 1
+    return sum(n for n in bits.values() if n > 1)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmark.core.errors import DataError, DownloadError
 from benchmark.core.io import cache_dir
 from benchmark.core.registry import Registry
+from benchmark.data.chem import fingerprint_collisions
 from benchmark.data.chembl import download_to_cache
 from benchmark.data.cleaning import PairDataset
 from benchmark.data.loaders import DATA_ENV, SNAPSHOT_ENV, load_dataset, snapshot_folder
@@ -143,11 +144,15 @@ def card(name: str, dataset: PairDataset) -> dict:
             "dropped": summary["dropped"],
         },
         "fingerprint": dataset.fingerprint,
+        "fingerprint_collisions": {
+            "ecfp4": fingerprint_collisions(list(dataset.molecules)),
+            "ecfp4-chiral": fingerprint_collisions(list(dataset.molecules), chirality=True),
+        },
     }
 
 
 def format_card(c: dict) -> str:
-    counts = c["counts"]
+    counts, collisions = c["counts"], c["fingerprint_collisions"]
     phases = ", ".join(f"phase {p}: {n}" for p, n in counts["molecules_by_phase"].items()) or "-"
     dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items())
     return "\n".join(
@@ -161,5 +166,7 @@ def format_card(c: dict) -> str:
             f"(from {counts['input_rows']} rows); molecules by phase: {phases}",
             f"    dropped      {dropped}",
             f"    fingerprint  {c['fingerprint']}",
+            f"    collisions   {collisions['ecfp4']} molecules share their ECFP4 bits with another (stereoisomers "
+            f"can only tie); {collisions['ecfp4-chiral']} with chirality (ecfp4-chiral)",
         ]
     )

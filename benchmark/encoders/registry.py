@@ -50,6 +50,15 @@ def _builtin_registry() -> Registry[EncoderEntry]:
         radius=2,
         n_bits=2048,
     )
+    add(
+        "ecfp4-chiral",
+        molecular.MorganFingerprint,
+        "molecule",
+        "ECFP4 with chirality: stereoisomers no longer share their bits (ecfp4 ignores chirality)",
+        radius=2,
+        n_bits=2048,
+        chirality=True,
+    )
     add("ecfp6", molecular.MorganFingerprint, "molecule", "ECFP6: Morgan radius 3, 2048 bits", radius=3, n_bits=2048)
     add(
         "fcfp4",

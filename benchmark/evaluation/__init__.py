@@ -3,7 +3,7 @@ method-comparison statistics over folds, and the evaluation figures logged with 
 """
 
 from benchmark.evaluation.bootstrap import bootstrap_mean, paired_bootstrap, resample_statistics
-from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci
+from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci, metric_bounds
 from benchmark.evaluation.metrics import RetrievalRun, evaluate_retrieval, rank_both_directions, summarize
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "Comparison",
     "compare_systems",
     "mean_ci",
+    "metric_bounds",
 ]

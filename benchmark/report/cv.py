@@ -178,7 +178,8 @@ def method_note(task: CVTask) -> str:
     return (
         f"{c.n_folds} folds per system. Test: **{c.test}** ({c.reason}); omnibus {omnibus}. Systems sharing a "
         f"letter in 'group' are not significantly different (family-wise alpha {c.alpha}). Means with t-based 95% "
-        "CIs across folds; folds share training data, so these CIs are optimistic: the paired tests are the "
+        "CIs across folds, cut to the metric's range [0, 1] (a confidence set intersected with the parameter space "
+        "keeps its coverage); folds share training data, so these CIs are optimistic: the paired tests are the "
         "conclusion."
     )
 

@@ -28,7 +28,7 @@ from benchmark.core.names import (
     metric_key,
 )
 from benchmark.data.cleaning import PairDataset
-from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci
+from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci, metric_bounds
 from benchmark.model.config import short_config
 from benchmark.run.context import ComputeLedger
 from benchmark.run.cv_jobs import FitJob, System, task_metrics
@@ -42,9 +42,10 @@ log = logging.getLogger(__name__)
 
 
 # ---- stage 6: compare ----------------------------------------------------------------------------------------------
-def fold_summary(values: list[float]) -> FoldSummary:
-    """Mean across folds with a t-based 95% CI and the number of folds (results.json and MLflow)."""
-    return {k: v for k, v in mean_ci(values).items() if k != "sd"}
+def fold_summary(values: list[float], key: str) -> FoldSummary:
+    """Mean across folds with a t-based 95% CI inside the metric's range, and the number of folds (results.json
+    and MLflow)."""
+    return {k: v for k, v in mean_ci(values, metric_bounds(key)).items() if k != "sd"}
 
 
 def compare_task(
@@ -218,7 +219,7 @@ class FoldLogger:
                 "tuned": system.tuned,
                 "budget_per_fold": system.spec.num_samples if system.tuned else 0,
                 "summary": {
-                    key: fold_summary(part[part["key"] == key]["value"].tolist()) for key in task_metrics(task)
+                    key: fold_summary(part[part["key"] == key]["value"].tolist(), key) for key in task_metrics(task)
                 },
                 "per_fold": per_fold,
                 "chosen": {f: c for (t, s, f), c in sorted(self.chosen.items()) if t == task.name and s == system.name}

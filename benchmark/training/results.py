@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark.core.io import atomic_write_bytes, hash_items
@@ -61,12 +62,16 @@ class BenchmarkResult:
         for name, run in self.trial.runs.items():
             if run.gallery_items is None:
                 continue
-            names = self.data.molecules if run.direction == "text_to_molecule" else self.data.texts
+            molecules = run.direction == "text_to_molecule"
+            names = self.data.molecules if molecules else self.data.texts
             items = [names[i] for i in run.gallery_items]
+            features = self.data.mol_features if molecules else self.data.text_features
+            trainable = molecules and self.data.graphs is not None  # graph indices, not features: ties unknown
             out[name] = {
-                "modality": "molecule" if run.direction == "text_to_molecule" else "text",
+                "modality": "molecule" if molecules else "text",
                 "size": len(items),
                 "checksum": hash_items(items),
+                "tied_items": None if trainable else tied_rows(features[np.asarray(run.gallery_items)]),
                 "items": items,
             }
         return out
@@ -87,6 +92,15 @@ class BenchmarkResult:
 
     def table(self) -> str:
         return format_table(self.to_json())
+
+
+def tied_rows(features: np.ndarray) -> int:
+    """Rows equal to at least one other row: gallery items the frozen encoder cannot tell apart (a query whose
+    answer is one of them can only tie), e.g. stereoisomers under ECFP4."""
+    if len(features) == 0:
+        return 0
+    _, inverse, counts = np.unique(np.ascontiguousarray(features), axis=0, return_inverse=True, return_counts=True)
+    return int((counts[inverse.ravel()] > 1).sum())
 
 
 def query_frame(trial: TrialResult, data: TrialData) -> pd.DataFrame:

@@ -159,6 +159,25 @@ def test_list_shows_protocols_and_systems():
         assert name in systems
 
 
+def test_list_tasks_is_an_aligned_table_and_json_for_scripts(capsys):
+    assert main(["list", "tasks", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["tasks"]
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["prospective-global"]["split"] == "prospective"
+    assert by_name["prospective-global"]["retrieval"] == "global"
+    assert by_name["paper-pair-global"]["leaky"] is True and by_name["scaffold-global"]["leaky"] is False
+    assert main(["list", "tasks"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "prospective-global" in line]
+    assert len(lines) == 1 and "prospectiveglobal" not in lines[0]
+    cells = [cell.strip() for cell in lines[0].split("│") if cell.strip()]
+    assert cells[:4] == ["prospective-global", "prospective", "global", "holdout"]
+
+
+def test_list_rejects_an_unknown_kind_with_a_suggestion(capsys):
+    assert main(["list", "encoder"]) == 2
+    assert "did you mean 'encoders'" in capsys.readouterr().err.lower()
+
+
 @pytest.mark.parametrize(
     "uri,message",
     [

@@ -152,3 +152,44 @@ def test_train_on_clinical_prospective_tests_investigational_pairs():
 def test_data_pointing_at_a_folder_says_so(tmp_path):
     with pytest.raises(DataError, match="is a folder"):
         load_dataset(tmp_path)
+
+
+def test_stereoisomers_collide_under_ecfp4_but_not_with_chirality():
+    from benchmark.data.chem import fingerprint_collisions
+
+    l_alanine, d_alanine, glycine = "C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O", "NCC(=O)O"
+    assert fingerprint_collisions([l_alanine, d_alanine, glycine]) == 2
+    assert fingerprint_collisions([l_alanine, d_alanine, glycine], chirality=True) == 0
+    assert fingerprint_collisions([glycine, "not a smiles"]) == 0
+
+
+def test_the_dataset_card_counts_fingerprint_collisions():
+    from benchmark.data.chem import fingerprint_collisions
+    from benchmark.encoders import build_encoder
+
+    dataset = datasets.load("approved", allow_download=False)
+    card = datasets.card("approved", dataset)
+    counts = card["fingerprint_collisions"]
+    assert counts["ecfp4"] > counts["ecfp4-chiral"] > 0  # stereoisomers among approved drugs
+    bits = build_encoder("ecfp4").encode(list(dataset.molecules))  # the encoder the suite uses agrees
+    _, inverse, n = np.unique(bits, axis=0, return_inverse=True, return_counts=True)
+    assert counts["ecfp4"] == int((n[inverse.ravel()] > 1).sum()) == fingerprint_collisions(list(dataset.molecules))
+    assert f"{counts['ecfp4']} molecules share their ECFP4 bits" in datasets.format_card(card)
+
+
+def test_train_with_ecfp4_chiral_counts_fewer_tied_gallery_molecules():
+    from benchmark.api import train_and_evaluate
+    from benchmark.model.config import TrialConfig
+
+    galleries = {}
+    for name in ("ecfp4", "ecfp4-chiral"):
+        config = TrialConfig.model_validate(
+            {"mol_encoder": {"name": name}, "text_encoder": {"name": "tfidf"}, "optim": {"epochs": 1}}
+        )
+        result = train_and_evaluate(config, dataset="approved", split="random", fractions=(0.3, 0.1, 0.6), n_boot=20)
+        galleries[name] = result.to_json()["galleries"]["text_to_molecule"]
+        notes = " ".join(result.notes)
+        if name == "ecfp4":
+            assert "can only tie" in notes and "ecfp4-chiral" in notes
+    assert galleries["ecfp4"]["items"] == galleries["ecfp4-chiral"]["items"]  # the same test molecules
+    assert galleries["ecfp4"]["tied_items"] > galleries["ecfp4-chiral"]["tied_items"]

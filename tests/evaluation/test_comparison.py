@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark.evaluation.comparison import FRIEDMAN, PARAMETRIC, WILCOXON, Comparison, compare_systems
+from benchmark.evaluation.comparison import (
+    FRIEDMAN,
+    PARAMETRIC,
+    WILCOXON,
+    Comparison,
+    compare_systems,
+    mean_ci,
+    metric_bounds,
+)
 
 
 def frame(values: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -90,3 +98,26 @@ def test_too_few_folds_or_systems_are_refused():
         compare_systems(frame({"a": np.arange(5.0)}))
     with pytest.raises(ValueError, match="three folds"):
         compare_systems(frame({"a": np.arange(2.0), "b": np.arange(2.0)}))
+
+
+@pytest.mark.parametrize("values", [[0.0, 0.0, 0.004, 0.0, 0.001], [1.0, 0.998, 1.0, 0.99, 1.0]])
+def test_across_fold_intervals_of_a_recall_stay_inside_zero_one(values):
+    arr = np.asarray(values)
+    half = stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr))
+    assert arr.mean() - half < 0.0 or arr.mean() + half > 1.0  # the plain t interval leaves the range here
+    m = mean_ci(values, metric_bounds("text_to_molecule/recall@1"))
+    assert 0.0 <= m["ci_low"] <= m["mean"] <= m["ci_high"] <= 1.0
+    # the side away from the bound is the t interval's own
+    inner = m["ci_high"] if arr.mean() < 0.5 else m["ci_low"]
+    assert inner == pytest.approx(arr.mean() + half if arr.mean() < 0.5 else arr.mean() - half)
+    # the comparison's per-system summaries use the metric's range too
+    other = [v + 0.01 if arr.mean() < 0.5 else v - 0.01 for v in values]
+    compared = compare_systems(frame({"a": arr, "b": np.asarray(other)}), "text_to_molecule/mrr")
+    assert all(0.0 <= s.ci_low <= s.ci_high <= 1.0 for s in compared.summaries)
+
+
+def test_rank_metrics_keep_the_plain_t_interval():
+    assert metric_bounds("text_to_molecule/median_rank") == (-np.inf, np.inf)
+    assert metric_bounds("text_to_molecule_grouped/mrr") == (0.0, 1.0)
+    m = mean_ci([1.0, 1.0, 1.2], metric_bounds("text_to_molecule/mean_rank"))
+    assert m["ci_low"] < 1.0  # not cut

@@ -103,6 +103,29 @@ def test_results_carry_per_fold_values_and_the_comparison(cv_run):
     assert set(comparison["letters"]) == {"tinycv-tuned", "tinycv-untrained"}
 
 
+def test_no_interval_of_a_recall_or_mrr_leaves_zero_one(cv_run):
+    """Across-fold CIs in results.json, in the comparison and in MLflow stay in [0, 1] (the untrained system sits
+    near 0, where a plain t interval goes negative)."""
+    saved = read_results(cv_run["root"] / "out" / "results.json")
+    bounds = []
+    for entry in saved["tasks"].values():
+        for system in entry["systems"].values():
+            bounds += [(k, s["ci_low"], s["ci_high"]) for k, s in system["summary"].items()]
+        for key, comparison in entry["comparison"].items():
+            bounds += [(key, s["ci_low"], s["ci_high"]) for s in comparison["systems"]]
+    client = MlflowClient(cv_run["uri"])
+    experiment = client.get_experiment_by_name("benchmark-tinycv").experiment_id
+    for run in client.search_runs([experiment], max_results=5000):
+        for name, value in run.data.metrics.items():
+            if ("recall_at" in name or "mrr" in name) and name.endswith(("_ci_low", "_ci_high")):
+                bounds.append((name, value, value))
+    assert len(bounds) > 20
+    outside = [(k, low, high) for k, low, high in bounds if not 0.0 <= low <= high <= 1.0]
+    assert not outside, outside
+    untrained = saved["tasks"]["tinycv-global"]["systems"]["tinycv-untrained"]["summary"]
+    assert untrained["text_to_molecule/recall@1"]["ci_low"] >= 0.0
+
+
 def test_resume_reads_back_logged_fits_instead_of_refitting(cv_run, monkeypatch):
     import benchmark.run.cv as cv
 

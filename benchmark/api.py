@@ -102,6 +102,13 @@ def train_and_evaluate(
     if dataset.has_groups and "text_to_molecule_grouped" not in result.metrics:
         notes.append("grouped retrieval: no target has 3 or more distinct molecules in the evaluated side")
     out = BenchmarkResult(result, trial_data, the_split.summary(), notes)
+    for modality, encoder in trial_data.encoders.items():
+        if encoder.get("truncated"):
+            n = len(trial_data.molecules if modality == "molecule" else trial_data.texts)
+            notes.append(
+                f"{encoder['name']}: {encoder['truncated']} of {n} {modality} items are longer than it reads; "
+                "their tails were cut"
+            )
     for name, gallery in out.galleries().items():
         if gallery["tied_items"]:
             notes.append(

@@ -89,6 +89,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def item_digests(items: list[str]) -> list[str]:
+    """One short sha256 per item: the identity of a single cached embedding row."""
+    return [hashlib.sha256(item.encode()).hexdigest()[:20] for item in items]
+
+
 def hash_items(items: list[str]) -> str:
     """Order-sensitive hash of a list of strings (what an embedding matrix is aligned to)."""
     digest = hashlib.sha256()

@@ -90,6 +90,12 @@ class TransformerEncoder(BaseEncoder):
         device = str(resolve_device(self.device))
         return tokenizer, network.to(device).eval(), device
 
+    def truncated(self, items: list[str]) -> list[bool]:
+        """Items with more tokens than `max_length`: the tokenizer cuts their tail."""
+        tokenizer = self._model[0]
+        lengths = [len(ids) for ids in tokenizer(list(items), truncation=False, verbose=False)["input_ids"]]
+        return [n > self.params["max_length"] for n in lengths]
+
     def encode(self, items: list[str]) -> np.ndarray:
         from tqdm.auto import tqdm  # tqdm: imported only for progress bars
 
@@ -150,6 +156,12 @@ class SentenceTransformerEncoder(BaseEncoder):
             )
         except Exception as exc:
             raise _load_failure(self.name, path, exc) from exc
+
+    def truncated(self, items: list[str]) -> list[bool]:
+        """Items with more word pieces than the model's `max_seq_length`: sentence-transformers cuts their tail."""
+        model = self._model
+        lengths = [len(ids) for ids in model.tokenizer(list(items), truncation=False, verbose=False)["input_ids"]]
+        return [n > model.max_seq_length for n in lengths]
 
     def encode(self, items: list[str]) -> np.ndarray:
         quiet = not logging.getLogger("benchmark").isEnabledFor(logging.INFO)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from benchmark.core.errors import EncoderError
 from benchmark.core.registry import Registry
 from benchmark.encoders import language_models as lm
-from benchmark.encoders import molecular
+from benchmark.encoders import molecular, pretrained
 from benchmark.encoders.base import Encoder
 
 ENTRY_POINT_GROUP = "benchmark.encoders"
@@ -118,6 +118,18 @@ def _builtin_registry() -> Registry[EncoderEntry]:
         "molecule",
         "trainable 5-layer GINE graph encoder over RDKit graphs (ACML; PyTorch "
         "Geometric), trained with the bridge: layers, hidden, dropout, pooling, align_to, align_weight",
+    )
+    add(
+        "chemnet",
+        pretrained.ChemNetEncoder,
+        "molecule",
+        "ChemNet (fcd-torch): pretrained SMILES network, 512-d, offline",
+    )
+    add(
+        "wordllama",
+        pretrained.WordLlamaEncoder,
+        "text",
+        "WordLlama l2_supercat: static token embeddings, 256-d, offline, no length limit",
     )
     add(
         "minilm",

@@ -131,7 +131,7 @@ def prepare_trial_data(
         molecules=dataset.molecules,
         shared_space=shared,
         encode_seconds=mols.seconds + txts.seconds,
-        encoded_items=(0 if mols.from_cache else len(dataset.molecules)) + (0 if txts.from_cache else len(texts)),
+        encoded_items=mols.encoded + txts.encoded,
         dataset=dataset.summary(),
         graphs=graphs,
         view_features=view,
@@ -142,6 +142,7 @@ def prepare_trial_data(
                 "key": mols.encoder_key,
                 "dim": int(mols.matrix.shape[1]),
                 "from_cache": mols.from_cache,
+                "truncated": mols.truncated,
             },
             "text": {
                 "name": text_encoder.name,
@@ -149,6 +150,7 @@ def prepare_trial_data(
                 "key": txts.encoder_key,
                 "dim": int(txts.matrix.shape[1]),
                 "from_cache": txts.from_cache,
+                "truncated": txts.truncated,
             },
         },
     )

@@ -198,8 +198,54 @@ def test_cache_encodes_once_and_recomputes_corrupt_files(tmp_path):
     path.write_bytes(path.read_bytes()[:-4])  # truncate: checksum no longer matches
     third = embed(enc, ["a", "b"], cache=cache)
     assert enc.calls == 4 and not third.from_cache
-    embed(enc, ["a", "c"], cache=cache)  # other items, other entry
-    assert enc.calls == 6
+    embed(enc, ["a", "c"], cache=cache)  # other items, other entry: only the new item is encoded
+    assert enc.calls == 5
+
+
+class PerItem:
+    """A frozen encoder whose row depends on the item alone; items longer than 5 characters are 'cut'."""
+
+    modality = "text"
+
+    def __init__(self):
+        self.name, self.params, self.seen = "per-item", {"v": 1}, []
+
+    def encode(self, items):
+        self.seen += items
+        return np.array([[len(t), sum(map(ord, t)) % 97, 1.0] for t in items], dtype=np.float32)
+
+    def truncated(self, items):
+        return [len(t) > 5 for t in items]
+
+
+def test_the_cache_reencodes_only_new_or_changed_items(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    enc = PerItem()
+    texts = [f"text {i}" for i in range(50)] + ["short"]
+    first = embed(enc, texts, cache=cache)
+    assert first.encoded == 51 and first.truncated == 50
+    changed = texts[:10] + ["text 10, edited"] + texts[11:] + ["new"]  # one row changed, one added
+    enc.seen = []
+    second = embed(enc, changed, cache=cache)
+    assert sorted(enc.seen) == ["new", "text 10, edited"] and second.encoded == 2 and not second.from_cache
+    np.testing.assert_array_equal(second.matrix, PerItem().encode(changed))  # same as encoding all afresh
+    assert second.truncated == 50  # 49 kept from the cache + the edited one; "short" and "new" are not cut
+    enc.seen = []
+    third = embed(enc, changed, cache=cache)  # the whole entry now: nothing encoded, the count kept
+    assert third.from_cache and enc.seen == [] and third.truncated == 50
+    reordered = embed(enc, list(reversed(changed)), cache=cache)
+    assert enc.seen == [] and reordered.encoded == 0
+    np.testing.assert_array_equal(reordered.matrix, second.matrix[::-1])
+
+
+def test_fitted_encoders_are_never_assembled_from_rows_of_another_fit(tmp_path):
+    from benchmark.encoders import build_encoder
+
+    cache = EmbeddingCache(tmp_path)
+    texts = ["kinase inhibitor", "receptor agonist", "channel blocker"]
+    one = embed(build_encoder("tfidf"), texts, cache=cache, fit_items=texts[:2])
+    two = embed(build_encoder("tfidf"), texts, cache=cache, fit_items=texts[1:])
+    assert two.encoded == 3 and one.encoder_key != two.encoder_key
 
 
 @pytest.mark.parametrize(
@@ -263,3 +309,46 @@ def test_a_full_disk_while_caching_is_a_warning_and_the_embeddings_are_still_ret
     assert out.matrix.shape == (2, 3) and enc.calls == 2
     assert "could not save" in caplog.text and "No space left on device" in caplog.text
     assert not list(tmp_path.rglob("*.npy"))  # nothing half-written that a later run could trust
+
+
+def test_chemnet_is_a_pretrained_offline_molecule_encoder():
+    from benchmark.encoders import build_encoder
+
+    chemnet = build_encoder("chemnet")
+    aspirin, aspirin_other_order, caffeine = (
+        "CC(=O)Oc1ccccc1C(=O)O",
+        "OC(=O)c1ccccc1OC(C)=O",
+        "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+    )
+    x = embed(chemnet, [aspirin, aspirin_other_order, caffeine], cache=None).matrix
+    assert x.shape == (3, 512) and np.isfinite(x).all()
+    np.testing.assert_allclose(x[0], x[1], atol=1e-6)  # one molecule, two SMILES: ChemNet reads canonical SMILES
+    assert np.abs(x[0] - x[2]).max() > 0.05  # a learned view: different molecules differ
+    long_chain = "C" * 400
+    assert chemnet.truncated([aspirin, long_chain]) == [False, True]  # ChemNet reads 349 symbols
+    with pytest.raises(EncoderError, match="chemnet"):
+        embed(chemnet, ["C1CC"], cache=None)
+
+
+def test_wordllama_loads_offline_and_ranks_related_texts_closer():
+    from benchmark.encoders import build_encoder
+
+    wordllama = build_encoder("wordllama")
+    texts = [
+        "cyclooxygenase inhibitor, anti-inflammatory",
+        "inhibitor of prostaglandin G/H synthase (cyclooxygenase)",
+        "sodium channel blocker used as a local anaesthetic",
+    ]
+    x = embed(wordllama, texts, cache=None).matrix
+    assert x.shape == (3, 256) and np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    assert x[0] @ x[1] > x[0] @ x[2]
+    assert not any(wordllama.truncated(["word " * 50_000]))  # static embeddings read every token
+
+
+def test_minilm_counts_the_texts_it_cuts(tmp_path):
+    from benchmark.encoders import build_encoder
+
+    texts = ["a short mechanism", "agonist " * 400]
+    out = embed(build_encoder("minilm"), texts, cache=EmbeddingCache(tmp_path))
+    assert out.truncated == 1
+    assert embed(build_encoder("minilm"), texts, cache=EmbeddingCache(tmp_path)).truncated == 1  # from the cache

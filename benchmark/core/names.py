@@ -49,6 +49,19 @@ BASELINE_PREFIX = "baseline.test"
 CV_PREFIX = "cv"
 CV_SUFFIXES = ("mean", "ci_low", "ci_high", "n_folds")
 
+# --- what the saved MLflow views show (tracking/views.py) --------------------------------
+# The same short, rounded columns on every row a view lists: the primary metric (named by the row's
+# TAG_PRIMARY tag), its 95% CI and n. The full-precision values stay under test.* and cv.*.
+DISPLAY_VALUE = "primary"
+DISPLAY_LOW = "primary_low"
+DISPLAY_HIGH = "primary_high"
+DISPLAY_N = "n"
+DISPLAY_DIGITS = 3
+TAG_GROUP = "group"  # repeated CV: the system's letter (systems sharing one do not differ significantly)
+TAG_BEST = "best"  # a task parent: the system (or chosen configuration) whose values it displays
+TAG_RANKING = "ranking"  # a task parent: every system, best first, with its mean and letter
+TAG_TASK_RUN = "task_run_id"  # repeated CV: a system run's task parent (system runs are top level in the UI)
+
 # --- artifacts ---------------------------------------------------------------------------
 COMPARISON_ARTIFACT = "comparison.json"
 
@@ -56,6 +69,16 @@ COMPARISON_ARTIFACT = "comparison.json"
 def metric_key(*parts: str) -> str:
     """MLflow keys allow letters, digits, '_', '-', '.', ' ', '/': recall@1 -> recall_at_1."""
     return ".".join(parts).replace("@", "_at_")
+
+
+def display_metrics(value: float, low: float, high: float, n: int) -> dict[str, float]:
+    """The short display columns of a view row, rounded to DISPLAY_DIGITS."""
+    return {
+        DISPLAY_VALUE: round(float(value), DISPLAY_DIGITS),
+        DISPLAY_LOW: round(float(low), DISPLAY_DIGITS),
+        DISPLAY_HIGH: round(float(high), DISPLAY_DIGITS),
+        DISPLAY_N: int(n),
+    }
 
 
 def fold_name(repeat: int, fold: int) -> str:

@@ -16,15 +16,20 @@ from benchmark.core.names import (
     LOCATION_TAGS,
     STAGE_FIT,
     STAGE_SYSTEM,
+    TAG_BEST,
     TAG_FOLD,
+    TAG_GROUP,
     TAG_NOTE,
     TAG_PRIMARY,
+    TAG_RANKING,
     TAG_REPEAT,
     TAG_RUN_UID,
     TAG_STAGE,
     TAG_SYSTEM,
     TAG_TASK,
+    TAG_TASK_RUN,
     TEST_PREFIX,
+    display_metrics,
     metric_key,
 )
 from benchmark.data.cleaning import PairDataset
@@ -87,19 +92,21 @@ class FoldLogger:
         self._restore()
 
     def system_run(self, task: TaskSpec, system: System) -> str:
+        """The system's run on this task: top level (not nested under the task parent), so the systems view lists
+        one row per (task, system) without expanding anything; `task_run_id` names its task parent."""
         key = (task.name, system.name)
         if key not in self.system_runs:
             tags = {TAG_RUN_UID: self.uid, TAG_TASK: task.name, TAG_SYSTEM: system.name, TAG_STAGE: STAGE_SYSTEM}
             self.system_runs[key] = self.tracker.find_run(**tags) or self.tracker.start_run(
-                system.name,
+                f"{task.name} / {system.name}",
                 {
                     **tags,
                     TAG_PRIMARY: task.primary_key,
+                    TAG_TASK_RUN: self.parents[task.name],
                     "search_space": system.space.name,
                     "tuned": system.tuned,
-                    TAG_NOTE: system.spec.description,
+                    TAG_NOTE: f"{system.spec.description} (task {task.name}; its parent run {self.parents[task.name]})",
                 },
-                parent_id=self.parents[task.name],
             )
         return self.system_runs[key]
 
@@ -208,6 +215,29 @@ class FoldLogger:
             results[task.name] = entry
         return results
 
+    @staticmethod
+    def _ordered(task: TaskSpec, entry: dict) -> list[tuple[str, dict]]:
+        """(system, primary summary), best mean first; systems with no finished fold left out."""
+        out = [(name, s["summary"][task.primary_key]) for name, s in entry["systems"].items()]
+        return sorted((x for x in out if x[1]["n_folds"] > 0), key=lambda x: (-x[1]["mean"], x[0]))
+
+    def _display(self, task: TaskSpec, entry: dict) -> dict[str, float]:
+        """The task parent's display columns: the best system's across-fold mean, CI and folds."""
+        ordered = self._ordered(task, entry)
+        if not ordered or ordered[0][1]["n_folds"] < 2:
+            return {}
+        best = ordered[0][1]
+        return display_metrics(best["mean"], best["ci_low"], best["ci_high"], best["n_folds"])
+
+    def _ranking(self, task: TaskSpec, entry: dict, letters: dict[str, str]) -> dict[str, str]:
+        ordered = self._ordered(task, entry)
+        if not ordered:
+            return {}
+        ranking = " > ".join(
+            f"{name} {s['mean']:.3f}" + (f" ({letters[name]})" if name in letters else "") for name, s in ordered
+        )
+        return {TAG_BEST: ordered[0][0], TAG_RANKING: ranking}
+
     def _task_entry(self, task: TaskSpec, scores: pd.DataFrame, comparisons: dict[str, Comparison]) -> CVTaskEntry:
         systems = {}
         for system in self.systems:
@@ -242,16 +272,22 @@ class FoldLogger:
 
     def _log_task(self, task: TaskSpec, scores: pd.DataFrame, entry: dict) -> None:
         parent = self.parents[task.name]
+        comparison = entry["comparison"].get(task.primary_key)
+        letters = comparison["letters"] if comparison else {}
         for system in self.systems:
             run = self.system_run(task, system)
             metrics = {}
             for key, summary in entry["systems"][system.name]["summary"].items():
                 base = metric_key(CV_PREFIX, *key.split("/"))
                 metrics.update({f"{base}_{k}": v for k, v in summary.items() if v == v})
-            self.tracker.log(run, metrics=metrics)
+            primary = entry["systems"][system.name]["summary"][task.primary_key]
+            if primary["n_folds"] > 1:
+                metrics.update(
+                    display_metrics(primary["mean"], primary["ci_low"], primary["ci_high"], primary["n_folds"])
+                )
+            self.tracker.log(run, metrics=metrics, tags={TAG_GROUP: letters.get(system.name, "")} if letters else None)
             self.tracker.end(run)
-        comparison = entry["comparison"].get(task.primary_key)
-        metrics, tags = {}, {}
+        metrics, tags = self._display(task, entry), {}
         if comparison:
             tags = {"comparison_test": comparison["test"], "comparison_reason": comparison["reason"]}
             for p in comparison["pairs"]:
@@ -264,6 +300,7 @@ class FoldLogger:
                         f"{base}.p_adj": p["p_adj"],
                     }
                 )
+        tags.update(self._ranking(task, entry, letters))
         self.tracker.log(parent, metrics={k: v for k, v in metrics.items() if v == v}, tags=tags)
         self.tracker.log_text(parent, json.dumps(entry, indent=2, default=float), COMPARISON_ARTIFACT)
         self.tracker.log_text(

@@ -12,14 +12,17 @@ import yaml
 
 from benchmark.core.names import (
     STAGE_FINAL,
+    TAG_BEST,
     TAG_CHOSEN_CONFIG,
     TAG_ENCODERS,
     TAG_FINAL_SEEDS,
     TAG_NOTE,
+    TAG_RANKING,
     TAG_RUN_UID,
     TAG_SPLIT_CHECKSUM,
     TAG_STAGE,
     TAG_TASK,
+    display_metrics,
 )
 from benchmark.evaluation import plots
 from benchmark.model.config import TrialConfig, short_config
@@ -67,6 +70,24 @@ def _final_json(task: TaskSpec, outcome: FinalOutcome, data, split, dataset) -> 
     }
 
 
+def _display(task: TaskSpec, final: dict) -> dict[str, float]:
+    """The task parent's display columns (the saved views): the chosen bridge's primary test value, CI and n."""
+    mode, metric = task.primary_key.split("/")
+    entry = final["metrics"].get(mode, {}).get(metric)
+    return display_metrics(entry["value"], entry["ci_low"], entry["ci_high"], entry["n"]) if entry else {}
+
+
+def _ranking(task: TaskSpec, final: dict, config: TrialConfig) -> dict[str, str]:
+    mode, metric = task.primary_key.split("/")
+    bridge = final["metrics"].get(mode, {}).get(metric)
+    untrained = final["baseline"].get(mode, {}).get(metric)
+    if not bridge or not untrained:
+        return {}
+    best = f"bridge ({config.mol_encoder.name}+{config.text_encoder.name})"
+    rows = sorted([(bridge["value"], best), (untrained["value"], "untrained heads")], reverse=True)
+    return {TAG_BEST: rows[0][1], TAG_RANKING: " > ".join(f"{name} {value:.3f}" for value, name in rows)}
+
+
 def _log_finals(
     tracker: Tracker, parent: str, task: TaskSpec, outcome: FinalOutcome, final: dict, data, split, run_uid: str
 ) -> None:
@@ -107,8 +128,9 @@ def _log_finals(
     tracker.log(
         parent,
         params={f"chosen.{k}": v for k, v in outcome.config.flat().items() if k != "seed"},
-        metrics=metrics,
+        metrics={**metrics, **_display(task, final)},
         tags={
+            **_ranking(task, final, outcome.config),
             TAG_FINAL_SEEDS: ",".join(map(str, outcome.seeds)),
             "chosen_encoders": f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}",
             TAG_CHOSEN_CONFIG: short_config(outcome.config),

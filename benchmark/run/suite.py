@@ -220,12 +220,7 @@ def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> 
             ctx.stop.signum,
         ) from None
     results["already_finished"] = ctx.state.get("finished") is not None and options.resume
-    results["views"] = save_views(
-        ctx.tracker,
-        ctx.state.run_uid,
-        sorted({t.primary_key for t in tasks}),
-        cv=any(t.protocol.is_cv for t in tasks),
-    )
+    results["views"] = save_views(ctx.tracker, cv=any(t.protocol.is_cv for t in tasks))
     ctx.state.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S"))
     ctx.state.save()
     _write_results(ctx, results, started)

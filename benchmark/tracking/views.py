@@ -1,10 +1,15 @@
-"""Saved views of the MLflow UI: the task parents (and, under repeated CV, the systems) with their CI columns.
+"""Saved views of the MLflow UI: the task parents and, under repeated CV, one row per (task, system).
 
 MLflow 3's runs table shows no metric column until the user picks one, and every benchmark
 experiment mixes task parents, trials, fits and finals. After a run, the suite stores MLflow's
 own shared-view state on the experiment (the tag the UI's "Share" button writes), so one link
-opens the experiment filtered to the runs worth comparing, with their means and 95% CIs as
-columns: `#/experiments/<id>/runs?viewStateShareKey=<view>`.
+opens the experiment filtered to the runs worth comparing: `#/experiments/<id>/runs?viewStateShareKey=<view>`.
+
+What a user must read without clicking is logged for the views (core/names.py, DISPLAY_*): short metric
+names (`primary`, `primary_low`, `primary_high`, `n`) holding the primary metric rounded to 3 decimals,
+the metric's name in the `primary_metric` tag, and tags `best`, `ranking` and `group` in words. The
+full-precision values stay under `test.*` and `cv.*`. System runs are top-level runs (not children of
+the task parent), so the systems view lists them flat, best first, instead of collapsed under parents.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ from __future__ import annotations
 import json
 
 from benchmark.core.names import (
-    CV_PREFIX,
+    DISPLAY_HIGH,
+    DISPLAY_LOW,
+    DISPLAY_N,
+    DISPLAY_VALUE,
     STAGE_SYSTEM,
     STAGE_TASK,
+    TAG_BEST,
+    TAG_GROUP,
     TAG_PRIMARY,
-    TAG_RUN_UID,
+    TAG_RANKING,
     TAG_STAGE,
     TAG_SYSTEM,
     TAG_TASK,
-    TEST_PREFIX,
-    metric_key,
 )
 from benchmark.tracking.store import _retry_locked
 
@@ -29,9 +37,7 @@ from benchmark.tracking.store import _retry_locked
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 VIEW_TASKS = "benchmark-tasks"
 VIEW_SYSTEMS = "benchmark-systems"
-CI_SUFFIXES = ("", "_ci_low", "_ci_high", "_n")
-CV_SUFFIXES = ("_mean", "_ci_low", "_ci_high", "_n_folds")
-COMPARE_SUFFIXES = (".difference", ".ci_low", ".ci_high", ".p_adj")
+DISPLAY_COLUMNS = (DISPLAY_VALUE, DISPLAY_LOW, DISPLAY_HIGH, DISPLAY_N)
 
 
 def view_url(experiment_id: str, view: str) -> str:
@@ -43,46 +49,47 @@ def _column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"  # the UI's canonical column key
 
 
-def task_columns(primary_keys: list[str], metric_names: set[str]) -> list[str]:
-    """The primary metric with its 95% CI and n (holdout finals) or the system comparisons (repeated CV)."""
-    metrics = [metric_key(TEST_PREFIX, *key.split("/")) + s for key in primary_keys for s in CI_SUFFIXES]
-    metrics += sorted(
-        m for m in metric_names if m.startswith("compare.") and ".vs." in m and m.endswith(COMPARE_SUFFIXES)
+def task_columns() -> list[str]:
+    """Task parents: the task, its primary metric, the best system and its rounded value, CI and n, the ranking."""
+    tags = [TAG_TASK, TAG_PRIMARY, TAG_BEST]
+    return (
+        [_column("tags", t) for t in tags]
+        + [_column("metrics", m) for m in DISPLAY_COLUMNS]
+        + [_column("tags", TAG_RANKING)]
     )
-    return [_column("tags", TAG_PRIMARY)] + [_column("metrics", m) for m in dict.fromkeys(metrics) if m in metric_names]
 
 
-def system_columns(primary_keys: list[str], metric_names: set[str]) -> list[str]:
-    metrics = [metric_key(CV_PREFIX, *key.split("/")) + s for key in primary_keys for s in CV_SUFFIXES]
-    return [_column("tags", TAG_TASK), _column("tags", TAG_SYSTEM)] + [
-        _column("metrics", m) for m in dict.fromkeys(metrics) if m in metric_names
-    ]
+def system_columns() -> list[str]:
+    """One row per (task, system): the across-fold mean of the primary metric, its CI, the folds, the letter."""
+    tags = [TAG_TASK, TAG_SYSTEM, TAG_PRIMARY]
+    return (
+        [_column("tags", t) for t in tags]
+        + [_column("metrics", m) for m in DISPLAY_COLUMNS]
+        + [_column("tags", TAG_GROUP)]
+    )
 
 
-def state(search_filter: str, columns: list[str]) -> dict:
+def state(search_filter: str, columns: list[str], order_by: str = "attributes.start_time") -> dict:
     return {
         "searchFilter": search_filter,
-        "orderByKey": "attributes.start_time",
+        "orderByKey": order_by,
         "orderByAsc": False,
         "selectedColumns": columns,
         "runsExpanded": {},
     }
 
 
-def save_views(tracker, run_uid: str, primary_keys: list[str], cv: bool) -> dict[str, str]:
-    """Store the views of this run on its experiment; returns view name -> UI route."""
+def save_views(tracker, cv: bool) -> dict[str, str]:
+    """Store the views on the run's experiment; returns view name -> UI route."""
 
     client, experiment = tracker.client, tracker.experiment_id
-    views = {VIEW_TASKS: (STAGE_TASK, task_columns)}
-    if cv:
-        views[VIEW_SYSTEMS] = (STAGE_SYSTEM, system_columns)
+    views = {VIEW_TASKS: (STAGE_TASK, task_columns(), "attributes.start_time")}
+    if cv:  # best first: one column holds every row's primary metric, so sorting by it ranks the systems
+        views[VIEW_SYSTEMS] = (STAGE_SYSTEM, system_columns(), _column("metrics", DISPLAY_VALUE))
     out = {}
-    for name, (stage, columns_of) in views.items():
-        search = f"tags.{TAG_RUN_UID} = '{run_uid}' and tags.{TAG_STAGE} = '{stage}'"
-        runs = _retry_locked(lambda s=search: client.search_runs([experiment], filter_string=s, max_results=1000))
-        names = {m for r in runs for m in r.data.metrics}
+    for name, (stage, columns, order_by) in views.items():
         # the view shows every run of that stage in the experiment (all runs of the suite), not only this one
-        view = state(f"tags.{TAG_STAGE} = '{stage}'", columns_of(primary_keys, names))
+        view = state(f"tags.{TAG_STAGE} = '{stage}'", columns, order_by)
         _retry_locked(
             lambda n=name, v=view: client.set_experiment_tag(experiment, SHARED_VIEW_PREFIX + n, json.dumps(v))
         )

@@ -8,6 +8,7 @@ setup:
 	$(PYTHON) -m pip install -q $(PIP_FIND_LINKS_OPT) torch==2.13.0
 	$(PYTHON) -m pip install -q $(PIP_FIND_LINKS_OPT) -e ".[dev,cluster]"
 	$(PYTHON) -m pip install -q ./tests/plugin_example
+	bash .ci/install-chromium
 
 run: setup
 	$(PYTHON) -m benchmark run

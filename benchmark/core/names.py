@@ -51,10 +51,11 @@ CV_SUFFIXES = ("mean", "ci_low", "ci_high", "n_folds")
 
 # --- what the saved MLflow views show (tracking/views.py) --------------------------------
 # The same short, rounded columns on every row a view lists: the primary metric (named by the row's
-# TAG_PRIMARY tag), its 95% CI and n. The full-precision values stay under test.* and cv.*.
-DISPLAY_VALUE = "primary"
-DISPLAY_LOW = "primary_low"
-DISPLAY_HIGH = "primary_high"
+# TAG_PRIMARY tag), its 95% CI and n. The UI orders metric columns by name, so these names read
+# "mean | mean_lo95 | mean_up95 | n" left to right. The full-precision values stay under test.* and cv.*.
+DISPLAY_VALUE = "mean"
+DISPLAY_LOW = "mean_lo95"
+DISPLAY_HIGH = "mean_up95"
 DISPLAY_N = "n"
 DISPLAY_DIGITS = 3
 TAG_GROUP = "group"  # repeated CV: the system's letter (systems sharing one do not differ significantly)

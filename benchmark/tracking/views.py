@@ -6,7 +6,7 @@ own shared-view state on the experiment (the tag the UI's "Share" button writes)
 opens the experiment filtered to the runs worth comparing: `#/experiments/<id>/runs?viewStateShareKey=<view>`.
 
 What a user must read without clicking is logged for the views (core/names.py, DISPLAY_*): short metric
-names (`primary`, `primary_low`, `primary_high`, `n`) holding the primary metric rounded to 3 decimals,
+names (`mean`, `mean_lo95`, `mean_up95`, `n`) holding the primary metric rounded to 3 decimals,
 the metric's name in the `primary_metric` tag, and tags `best`, `ranking` and `group` in words. The
 full-precision values stay under `test.*` and `cv.*`. System runs are top-level runs (not children of
 the task parent), so the systems view lists them flat, best first, instead of collapsed under parents.
@@ -41,8 +41,9 @@ DISPLAY_COLUMNS = (DISPLAY_VALUE, DISPLAY_LOW, DISPLAY_HIGH, DISPLAY_N)
 
 
 def view_url(experiment_id: str, view: str) -> str:
-    """The UI route of a saved view (append to the tracking server's address)."""
-    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={view}"
+    """The UI route of a saved view (append to the tracking server's address). `workflowType` opens MLflow 3's
+    navigation for model training (runs, models) instead of its GenAI default (traces, judges, prompts)."""
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={view}&workflowType=machine_learning"
 
 
 def _column(kind: str, key: str) -> str:

@@ -117,7 +117,7 @@ def assert_each_trial_once(db: Path, tasks: int, trials: int) -> list[dict]:
 
 
 def test_a_small_suite_runs_on_both_nodes_and_resumes_after_the_driver_is_killed(cluster, worker, tmp_path, tiny_csv):
-    suite = slow_suite(tmp_path, tiny_csv, cluster, name="clusterresume")
+    suite = slow_suite(tmp_path, tiny_csv, cluster, name="clusterresume", epochs=200)
     proc = start(suite)
     wait_for(suite, proc, "trials: 1/")
     os.killpg(proc.pid, signal.SIGKILL)  # the driver dies: no handler, no state written on the way out

@@ -5,6 +5,7 @@ from collections import Counter
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow_ui import CHROMIUM, open_views, shown
 from suite_helpers import run_command, write_cv_suite
 
 from benchmark.core.names import STAGE_FIT, STAGE_SYSTEM, STAGE_TASK, STAGE_TRIAL
@@ -124,6 +125,37 @@ def test_no_interval_of_a_recall_or_mrr_leaves_zero_one(cv_run):
     assert not outside, outside
     untrained = saved["tasks"]["tinycv-global"]["systems"]["tinycv-untrained"]["summary"]
     assert untrained["text_to_molecule/recall@1"]["ci_low"] >= 0.0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
+def test_the_saved_mlflow_views_compare_systems_without_a_click(cv_run, tmp_path):
+    """Headless Chromium on a real `mlflow server`: the systems view lists one row per (task, system), best first,
+    with its rounded across-fold mean, CI and folds; the tasks view names each task's best system."""
+    from benchmark.tracking.views import VIEW_SYSTEMS, VIEW_TASKS
+
+    by_stage = stages(cv_run["uri"])
+    experiment = MlflowClient(cv_run["uri"]).get_experiment_by_name("benchmark-tinycv").experiment_id
+    pages = open_views(cv_run["uri"], experiment, [VIEW_SYSTEMS, VIEW_TASKS], tmp_path)
+    text, shot = pages[VIEW_SYSTEMS]
+    assert "Model registry" in text and "Judges" not in text, shot  # model-training navigation
+    assert "|mean|mean_lo95|mean_up95|n|task|system|primary_metric|group|" in text, text[:3000]
+    systems = sorted(by_stage[STAGE_SYSTEM], key=lambda r: -r.data.metrics["mean"])
+    assert len(systems) == 4 and all("mlflow.parentRunId" not in r.data.tags for r in systems)  # top level: no click
+    names = [f"{r.data.tags['task']} / {r.data.tags['system']}" for r in systems]
+    assert [text.index(f"|{n}|") for n in names] == sorted(text.index(f"|{n}|") for n in names)  # best first
+    for run in systems:
+        m = run.data.metrics
+        full = m[f"cv.{run.data.tags['primary_metric'].replace('/', '.').replace('@', '_at_')}_mean"]
+        assert m["mean"] == round(full, 3) and m["n"] == 6
+        row = "|".join(shown(m[k]) for k in ("mean", "mean_lo95", "mean_up95", "n"))
+        assert f"|{row}|{run.data.tags['task']}|{run.data.tags['system']}|" in text, (row, shot)
+        assert m["mean"] == full or repr(full) not in text  # the unrounded value is not what the user reads
+    text, shot = pages[VIEW_TASKS]
+    for parent in by_stage[STAGE_TASK]:
+        tags = parent.data.tags
+        best = next(r for r in systems if r.data.tags["task"] == tags["task"])  # the highest mean of that task
+        assert tags["best"] == best.data.tags["system"] and f"|{tags['best']}|" in text, shot
+        assert parent.data.metrics["mean"] == best.data.metrics["mean"]
 
 
 def test_resume_reads_back_logged_fits_instead_of_refitting(cv_run, monkeypatch):

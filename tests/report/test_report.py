@@ -197,7 +197,7 @@ def test_mlflow_ui_opens_the_saved_task_view_with_short_rounded_columns(tiny_sto
     import json
 
     import mlflow
-    from mlflow_ui import open_views, shown
+    from mlflow_ui import columns, open_views, row_cells
 
     from benchmark.tracking.views import SHARED_VIEW_PREFIX, VIEW_TASKS
 
@@ -209,13 +209,13 @@ def test_mlflow_ui_opens_the_saved_task_view_with_short_rounded_columns(tiny_sto
     assert {r.data.tags["task"] for r in tasks} == {"tiny-global", "tiny-grouped"}
     text, _ = open_views(tiny_store, experiment.experiment_id, [VIEW_TASKS], tmp_path)[VIEW_TASKS]
     assert "Model registry" in text and "Judges" not in text  # MLflow's model-training navigation, not GenAI's
-    assert "|mean|mean_lo95|mean_up95|n|" in text and "|best|ranking|" in text, text[:3000]
+    assert columns(text)[:4] == ["mean", "mean_lo95", "mean_up95", "n"], text[:3000]
+    assert {"split", "retrieval", "best", "ranking"} <= set(columns(text))
     for run in tasks:  # each task's primary metric, rounded, with its CI and n, and the words that rank it
         metrics, tags = run.data.metrics, run.data.tags
         key = "test.text_to_molecule" + ("_grouped" if "grouped" in tags["task"] else "") + ".recall_at_1"
         assert metrics["mean"] == round(metrics[key], 3)
-        row = "|".join(shown(metrics[k]) for k in ("mean", "mean_lo95", "mean_up95", "n"))
-        assert f"|{row}|" in text, (row, text[:3000])
+        assert row_cells(text, run) in text, (row_cells(text, run), text[:3000])
         assert tags["best"].startswith("bridge (ecfp4+tfidf)") and tags["ranking"].startswith(tags["best"])
     assert "| trial " not in text and "final seed" not in text  # only the task parents
 

@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+import torch
+
 from benchmark.core.errors import ConfigError
 from benchmark.data import datasets
 from benchmark.data.cleaning import PairDataset
@@ -13,9 +15,9 @@ from benchmark.data.loaders import ColumnMap, load_dataset
 from benchmark.encoders.cache import EmbeddingCache
 from benchmark.encoders.registry import check_encoder_name
 from benchmark.model.config import TrialConfig
-from benchmark.splits.splitters import SPLITS, make_split
+from benchmark.splits.splitters import SPLITS, make_split, without_leaks
 from benchmark.training.results import BenchmarkResult
-from benchmark.training.trial import prepare_trial_data, run_trial
+from benchmark.training.trial import evaluate, prepare_trial_data, run_trial, text_gallery
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +39,14 @@ def train_and_evaluate(
     bootstrap_seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     device: str | None = None,
+    drop_leaked: bool = False,
 ) -> BenchmarkResult:
     """Load (or take) a dataset, split it, encode through the cache, train one bridge, evaluate one side.
 
     `data` (a file or a loaded dataset) or `dataset` (a registered name: approved, clinical); neither: the
-    default dataset. `split_column` names a published split in a bring-your-own file (split 'published')."""
+    default dataset. `split_column` names a published split in a bring-your-own file (split 'published').
+    `drop_leaked`: on a leaky split, test only the queries whose structure is not in train (or validation); the
+    numbers with the leaked queries are reported beside them (`metrics_with_leaked_queries`)."""
 
     config = config or TrialConfig()
     cache = (EmbeddingCache(Path(cache_dir)) if cache_dir else EmbeddingCache()).check_writable()
@@ -95,13 +100,31 @@ def train_and_evaluate(
                 f"text field {config.text_field!r} contains the drug's name: a new compound's name can make "
                 "its own text retrievable; use text_rich_no_drug for the prospective task"
             )
+    leaky_split = the_split
+    if drop_leaked and the_split.leaky:
+        the_split = without_leaks(dataset, the_split)
+        dropped = the_split.details["leaked_pairs_dropped"]
+        notes.append(
+            f"leaked queries dropped: {dropped['test']} test and {dropped['val']} validation pairs whose structure is "
+            f"also on an earlier side; metrics_with_leaked_queries gives the numbers with them"
+        )
     trial_data = prepare_trial_data(dataset, config, the_split, cache=cache)
     result = run_trial(
-        config, trial_data, the_split, side=side, n_boot=n_boot, bootstrap_seed=bootstrap_seed, device=device
+        config,
+        trial_data,
+        the_split,
+        side=side,
+        n_boot=n_boot,
+        bootstrap_seed=bootstrap_seed,
+        device=device,
+        keep_models=leaky_split is not the_split,
     )
+    with_leaks = None
+    if leaky_split is not the_split:  # the same bridge (train is untouched), scored on every query of the side
+        with_leaks = _score_with_leaks(result, trial_data, leaky_split, side, n_boot, bootstrap_seed)
     if dataset.has_groups and "text_to_molecule_grouped" not in result.metrics:
         notes.append("grouped retrieval: no target has 3 or more distinct molecules in the evaluated side")
-    out = BenchmarkResult(result, trial_data, the_split.summary(), notes)
+    out = BenchmarkResult(result, trial_data, the_split.summary(), notes, with_leaks)
     for modality, encoder in trial_data.encoders.items():
         if encoder.get("truncated"):
             n = len(trial_data.molecules if modality == "molecule" else trial_data.texts)
@@ -118,3 +141,21 @@ def train_and_evaluate(
                 + (" (try ecfp4-chiral: ECFP4 ignores chirality)" if config.mol_encoder.name == "ecfp4" else "")
             )
     return out
+
+
+def _score_with_leaks(result, data, split, side: str, n_boot: int, seed: int) -> dict:
+    """The trained bridge's metrics on every query of `side` of the leaky split (leaked ones included)."""
+    bridge = result.extras["bridge"]
+    mol_x = torch.as_tensor(data.mol_features, device=next(bridge.parameters()).device)
+    text_x = torch.as_tensor(data.text_features, device=mol_x.device)
+    with torch.no_grad():
+        scored = evaluate(
+            bridge.embed_all(mol_x, "molecule"),
+            bridge.embed_all(text_x, "text"),
+            data,
+            split.rows(side),
+            n_boot=n_boot,
+            seed=seed,
+            gallery=text_gallery(data, split),
+        )
+    return scored.metrics

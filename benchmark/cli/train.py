@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="random (default) | scaffold | pair (leaky) | prospective | published (with --split-column)",
     )
     g.add_argument("--split-seed", type=int, default=0)
+    g.add_argument(
+        "--drop-leaked",
+        action="store_true",
+        help="on a leaky split (pair, or a published split sharing structures across sides): test only queries "
+        "whose structure is not in train; the numbers with the leaked queries are reported beside them",
+    )
     g.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"))
     g.add_argument(
         "--eval-split",
@@ -116,6 +122,7 @@ def execute(args) -> int:
         n_boot=args.bootstrap,
         cache_dir=args.cache_dir,
         device=args.device,
+        drop_leaked=args.drop_leaked,
     )
     print(result.table())
     if args.output:

@@ -3,6 +3,6 @@ the leaky pair split, prospective, published) and repeated grouped k-fold plans;
 """
 
 from benchmark.splits.folds import Fold, FoldPlan, plan_folds
-from benchmark.splits.splitters import SPLITS, Split, check_fractions, make_split
+from benchmark.splits.splitters import SPLITS, Split, check_fractions, make_split, without_leaks
 
-__all__ = ["SPLITS", "Split", "check_fractions", "make_split", "Fold", "FoldPlan", "plan_folds"]
+__all__ = ["SPLITS", "Split", "check_fractions", "make_split", "without_leaks", "Fold", "FoldPlan", "plan_folds"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -255,6 +255,28 @@ SPLITS.register(
         uses_fractions=False,
     ),
 )
+
+
+def without_leaks(dataset: PairDataset, split: Split) -> Split:
+    """The split with its leaked queries dropped: validation pairs whose structure is in train, and test pairs
+    whose structure is in train or validation. Train is untouched, so a bridge trained on either split is the same;
+    `details.leaked_pairs_dropped` counts what went. A leak-free split comes back unchanged."""
+    if not split.leaky:
+        return split
+    mol = dataset.mol_index
+    seen_train = np.isin(mol[split.val], mol[split.train])
+    seen_before = np.isin(mol[split.test], np.concatenate([mol[split.train], mol[split.val]]))
+    val, test = split.val[~seen_train], split.test[~seen_before]
+    if len(test) == 0:
+        raise DataError(
+            f"{dataset.source}: every test pair of the {split.name} split shares its structure with train or "
+            "validation; nothing is left once the leaked queries are dropped"
+        )
+    dropped = {"val": int(seen_train.sum()), "test": int(seen_before.sum())}
+    details = {**split.details, "leaked_pairs_dropped": dropped, "leaky_split_checksum": split.checksum}
+    sides = [split.train, val, test]
+    leaky = any(shared_structures(dataset, sides).values())
+    return replace(split, val=val, test=test, leaky=leaky, details=details)
 
 
 def make_split(

@@ -29,6 +29,8 @@ class BenchmarkResult:
     data: TrialData
     split: dict
     notes: list[str] = field(default_factory=list)
+    #: with `drop_leaked`: the same bridge's metrics on every query of the leaky side, leaked ones included
+    metrics_with_leaked_queries: dict | None = None
 
     def to_json(self) -> dict:
         t = self.trial
@@ -47,6 +49,11 @@ class BenchmarkResult:
             },
             "device": t.device,
             "metrics": t.metrics,
+            **(
+                {"metrics_with_leaked_queries": self.metrics_with_leaked_queries}
+                if self.metrics_with_leaked_queries is not None
+                else {}
+            ),
             "baseline": t.baseline,
             "cosine_baseline": t.cosine_baseline,
             "comparisons": t.comparisons,
@@ -160,6 +167,13 @@ def format_table(result: dict) -> str:
     if result.get("cosine_baseline"):
         cos = result["cosine_baseline"]["text_to_molecule"]
         lines.append(f"\nplain cosine (shared space) text_to_molecule recall@1 {_fmt(cos['recall@1'])}")
+    for mode, metrics in result.get("metrics_with_leaked_queries", {}).items():
+        for name in ("recall@1", "mrr"):
+            if name in metrics and name in result["metrics"].get(mode, {}):
+                lines.append(
+                    f"{mode} {name}: {_fmt(result['metrics'][mode][name])} without the leaked queries, "
+                    f"{_fmt(metrics[name])} with them (n {metrics[name]['n']})"
+                )
     for key, diff in result.get("comparisons", {}).items():
         lines.append(
             f"bridge - untrained {key}: {diff['difference']:+.3f} "

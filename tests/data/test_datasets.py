@@ -193,3 +193,52 @@ def test_train_with_ecfp4_chiral_counts_fewer_tied_gallery_molecules():
             assert "can only tie" in notes and "ecfp4-chiral" in notes
     assert galleries["ecfp4"]["items"] == galleries["ecfp4-chiral"]["items"]  # the same test molecules
     assert galleries["ecfp4"]["tied_items"] > galleries["ecfp4-chiral"]["tied_items"]
+
+
+def test_dropping_leaked_queries_of_a_published_split(tiny_frame, tmp_path):
+    from benchmark.splits.splitters import shared_structures, without_leaks
+
+    write_published(  # pair-level labels: molecules with several pairs land on two sides
+        tiny_frame, tmp_path / "leak.csv", lambda f: ["train", "val", "test"] * (len(f) // 3) + ["train"] * (len(f) % 3)
+    )
+    dataset = load_dataset(tmp_path / "leak.csv", split_column="fold")
+    leaky = make_split(dataset, "published")
+    clean = without_leaks(dataset, leaky)
+    assert (
+        leaky.leaky
+        and not clean.leaky
+        and not any(shared_structures(dataset, [clean.train, clean.val, clean.test]).values())
+    )
+    np.testing.assert_array_equal(clean.train, leaky.train)  # the bridge trains on the same pairs
+    dropped = clean.details["leaked_pairs_dropped"]
+    assert dropped["test"] > 0 and len(clean.test) + dropped["test"] == len(leaky.test)
+    assert set(clean.test) <= set(leaky.test) and clean.checksum != leaky.checksum
+    assert clean.details["leaky_split_checksum"] == leaky.checksum
+    assert without_leaks(dataset, clean) is clean  # nothing left to drop
+
+
+def test_train_with_drop_leaked_reports_both_numbers(capsys):
+    from benchmark.cli.main import main
+
+    assert (
+        main(
+            ["train", "--split", "pair", "--drop-leaked", "--text-encoder", "tfidf", "--epochs", "2"]
+            + ["--bootstrap", "20"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "leaked queries dropped:" in out
+    line = next(line for line in out.splitlines() if line.startswith("text_to_molecule recall@1:"))
+    assert "without the leaked queries" in line and "with them" in line
+    from benchmark.api import train_and_evaluate
+    from benchmark.model.config import TrialConfig
+
+    config = TrialConfig.model_validate({"text_encoder": {"name": "tfidf"}, "optim": {"epochs": 2}})
+    result = train_and_evaluate(config, split="pair", drop_leaked=True, n_boot=20).to_json()
+    clean, all_queries = (
+        result["metrics"]["molecule_to_text"],
+        result["metrics_with_leaked_queries"]["molecule_to_text"],
+    )
+    assert clean["recall@1"]["n"] < all_queries["recall@1"]["n"]
+    assert result["split"]["details"]["leaked_pairs_dropped"]["test"] > 0 and not result["split"]["leaky"]

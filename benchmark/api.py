@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from benchmark.core.device import pin_threads
 from benchmark.core.errors import ConfigError
 from benchmark.data import datasets
 from benchmark.data.cleaning import PairDataset
@@ -40,15 +41,18 @@ def train_and_evaluate(
     cache_dir: str | os.PathLike | None = None,
     device: str | None = None,
     drop_leaked: bool = False,
+    threads: int | None = None,
 ) -> BenchmarkResult:
     """Load (or take) a dataset, split it, encode through the cache, train one bridge, evaluate one side.
 
     `data` (a file or a loaded dataset) or `dataset` (a registered name: approved, clinical); neither: the
     default dataset. `split_column` names a published split in a bring-your-own file (split 'published').
+    `threads`: torch CPU threads (default: the cores this process may use, whatever OMP_NUM_THREADS says).
     `drop_leaked`: on a leaky split, test only the queries whose structure is not in train (or validation); the
     numbers with the leaked queries are reported beside them (`metrics_with_leaked_queries`)."""
 
     config = config or TrialConfig()
+    threads = pin_threads(threads)
     cache = (EmbeddingCache(Path(cache_dir)) if cache_dir else EmbeddingCache()).check_writable()
     if max_heavy_atoms is not None and max_heavy_atoms < 1:
         raise ConfigError(f"--max-heavy-atoms must be at least 1, got {max_heavy_atoms}")
@@ -124,7 +128,7 @@ def train_and_evaluate(
         with_leaks = _score_with_leaks(result, trial_data, leaky_split, side, n_boot, bootstrap_seed)
     if dataset.has_groups and "text_to_molecule_grouped" not in result.metrics:
         notes.append("grouped retrieval: no target has 3 or more distinct molecules in the evaluated side")
-    out = BenchmarkResult(result, trial_data, the_split.summary(), notes, with_leaks)
+    out = BenchmarkResult(result, trial_data, the_split.summary(), notes, with_leaks, threads)
     for modality, encoder in trial_data.encoders.items():
         if encoder.get("truncated"):
             n = len(trial_data.molecules if modality == "molecule" else trial_data.texts)

@@ -7,14 +7,21 @@ import yaml
 
 
 def write_suite(
-    folder: Path, data: Path, *, space: dict, samples: int = 4, name: str = "tiny", prefix: str = "tiny"
+    folder: Path,
+    data: Path,
+    *,
+    space: dict,
+    samples: int = 4,
+    name: str = "tiny",
+    prefix: str = "tiny",
+    final_seeds: tuple[int, ...] = (0, 1),
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     common = {
         "dataset": {"source": "file", "path": str(data), "text_field": "text_rich"},
         "split": {"name": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0},
         "bootstrap": {"n_boot": 200, "seed": 0},
-        "final_seeds": [0, 1],
+        "final_seeds": list(final_seeds),
     }
     for mode in ("global", "grouped"):
         (folder / f"{prefix}-{mode}.yaml").write_text(
@@ -58,6 +65,7 @@ def write_cv_suite(
     split: str = "random",
     epochs: int = 10,
     batch_size: int = 64,
+    halving: bool = False,
 ) -> Path:
     """A repeated-CV suite: a fixed system (untrained heads) against a system tuned per fold (TF-IDF text)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,6 +98,7 @@ def write_cv_suite(
                     "description": "tuned per fold",
                     "search_space": str(folder.parent / f"{name}-tuned.yaml"),
                     "num_samples": budget,
+                    "successive_halving": halving,
                 },
             }
         )

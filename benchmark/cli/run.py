@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from benchmark.core.errors import ConfigError
-from benchmark.run.interrupts import INTERRUPTED_EXIT, Interrupted
+from benchmark.run.interrupts import INTERRUPTED_EXIT, Interrupted, ignore_stop_signals
 from benchmark.run.options import RUN_FLAGS, RunOptions, resume_command
 from benchmark.run.result_schema import RESULTS_FILE
 from benchmark.run.suite import run_suite
@@ -86,6 +86,7 @@ def execute(args) -> int:
         print(f"\n{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        ignore_stop_signals()  # the handlers were restored on the way out: keep a third signal from Ray's shutdown
         print(
             f"\ninterrupted again: stopped at once; the state saved last is intact; resume with: "
             f"{resume_command(options)}",

@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=512)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: the cores this process may use; OMP_NUM_THREADS is not read)",
+    )
     g = parser.add_argument_group("evaluation and output")
     g.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for 95%% CIs (>= 1)")
     g.add_argument("--cache-dir", help="embedding cache (default: $BENCHMARK_CACHE or ~/.cache/drug-text-benchmark)")
@@ -123,6 +129,7 @@ def execute(args) -> int:
         cache_dir=args.cache_dir,
         device=args.device,
         drop_leaked=args.drop_leaked,
+        threads=args.threads,
     )
     print(result.table())
     if args.output:

@@ -49,3 +49,7 @@ class UnknownNameError(BenchmarkError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+
+class TrackingLost(BenchmarkError):
+    """The MLflow tracking server stopped answering mid-run (after bounded retries); the run's state is saved."""

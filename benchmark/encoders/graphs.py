@@ -203,11 +203,16 @@ def cached_graphs(smiles: list[str], cache) -> MolGraphs:
         log.warning("graph cache file %s is unusable; featurising again", path)
     graphs = featurize(list(smiles))
     data = graphs.to_bytes()
-    atomic_write_bytes(path, data)
-    atomic_write_bytes(
-        meta,
-        json.dumps({"sha256": sha256_bytes(data), "molecules": len(smiles), "version": FEATURIZER_VERSION}).encode(),
-    )
+    try:  # best effort, like the embedding cache: a failed write costs a featurisation next time, not the run
+        atomic_write_bytes(path, data)
+        atomic_write_bytes(
+            meta,
+            json.dumps(
+                {"sha256": sha256_bytes(data), "molecules": len(smiles), "version": FEATURIZER_VERSION}
+            ).encode(),
+        )
+    except OSError as exc:
+        log.warning("graph cache: could not save %s (%s); the run goes on without caching it", path, exc)
     return graphs
 
 

@@ -6,12 +6,13 @@ code the run used, so report and results.json agree), and drawn as the method-co
 protocol asks: a leaderboard with compact letters (systems sharing a letter are statistically
 indistinguishable), per-fold strips with a line per fold, the pairwise mean-difference heatmap
 whose colour starts at a practical-difference threshold (stars mark adjusted p), the Tukey
-simultaneous-CI plot, and a critical-difference diagram of mean ranks.
+simultaneous-CI plot, and a critical-difference diagram of mean ranks. Tuned systems add which of
+their parameters mattered: fANOVA importance per fold, mean over folds with a 95% CI (table and plot).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from benchmark.core.formatting import format_interval
 from benchmark.core.names import (
     REPEATED_CV,
     STAGE_FIT,
+    STAGE_SYSTEM,
     STAGE_TASK,
     TAG_FOLD,
     TAG_NOTE,
@@ -51,6 +53,8 @@ class CVTask:
     scores: pd.DataFrame  # system, fold, repeat, key, value
     comparison: Comparison | None  # on the primary metric
     dataset: str = ""  # the dataset card line of the parent run
+    #: tuned systems: parameter -> {mean, ci_low, ci_high, n_folds} of fANOVA importance over folds
+    importance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def means(self, key: str) -> dict[str, float]:
         part = self.scores[self.scores["key"] == key]
@@ -99,6 +103,13 @@ def collect_cv(client, experiments: dict[str, str]) -> list[CVTask]:
         scores = scores.drop_duplicates(["system", "fold", "key"]).sort_values(
             ["key", "system", "fold"], ignore_index=True
         )
+        systems = search_all(
+            client,
+            [parent.info.experiment_id],
+            f"tags.{TAG_STAGE} = '{STAGE_SYSTEM}' and tags.{TAG_TASK} = '{task}' "
+            f"and tags.{TAG_RUN_UID} = '{tags[TAG_RUN_UID]}'",
+        )
+        importance = {r.data.tags[TAG_SYSTEM]: _importance_of(r.data.metrics) for r in systems}
         primary = tags[TAG_PRIMARY]
         part = scores[scores["key"] == primary]
         comparison = None
@@ -115,9 +126,33 @@ def collect_cv(client, experiments: dict[str, str]) -> list[CVTask]:
                 scores,
                 comparison,
                 dataset_line(parent),
+                {system: values for system, values in importance.items() if values},
             )
         )
     return out
+
+
+def _importance_of(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """'importance.loss/temperature_mean' (a system run's metrics) -> {'loss/temperature': {'mean': ...}}."""
+    out: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        if not name.startswith("importance."):
+            continue
+        rest = name[len("importance.") :]
+        stat = next((s for s in ("mean", "ci_low", "ci_high", "n_folds") if rest.endswith("_" + s)), None)
+        if stat:
+            out.setdefault(rest[: -len(stat) - 1], {})[stat] = value
+    return dict(sorted(out.items(), key=lambda item: -item[1].get("mean", 0.0)))
+
+
+def importance_table(task: CVTask) -> tuple[list[str], list[list[str]]]:
+    header = ["system", "parameter", "fANOVA importance, mean over folds [95% CI]", "folds"]
+    rows = []
+    for system, params in sorted(task.importance.items()):
+        for param, s in params.items():
+            low, high = s.get("ci_low", float("nan")), s.get("ci_high", float("nan"))
+            rows.append([system, param, format_interval(s["mean"], low, high), str(int(s.get("n_folds", 0)))])
+    return header, rows
 
 
 # ---------------------------------------------------------------- tables
@@ -262,7 +297,28 @@ def figures(task: CVTask, folder: Path, practical: float = PRACTICAL_DIFFERENCE)
     )
 
     images.update(_cd_diagram(task, folder))
+    images.update(_importance_figure(task, folder))
     return images
+
+
+def _importance_figure(task: CVTask, folder: Path) -> dict[str, str]:
+    """fANOVA importance per parameter of each tuned system: mean over folds with its 95% CI."""
+    if not task.importance:
+        return {}
+    import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
+
+    rows = [(system, param, s) for system, params in sorted(task.importance.items()) for param, s in params.items()]
+    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(rows) + 1.4))
+    for y, (_, _, s) in enumerate(rows):
+        low, high = s.get("ci_low", s["mean"]), s.get("ci_high", s["mean"])
+        low, high = (s["mean"], s["mean"]) if low != low else (low, high)
+        ax.barh(y, s["mean"], color="#4c72b0")
+        ax.errorbar(s["mean"], y, xerr=[[s["mean"] - low], [high - s["mean"]]], fmt="none", color="k", capsize=3)
+    ax.set_yticks(range(len(rows)), [f"{system}: {param}" for system, param, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="fANOVA importance (share of the objective's variance)", title=f"{task.task}")
+    name = _save(fig, folder, f"cv_importance_{task.task}.png")
+    return {name: f"{task.task}: which tuned parameters mattered - fANOVA per fold, mean over folds with 95% CI"}
 
 
 def _cd_diagram(task: CVTask, folder: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmark.core.formatting import format_interval
 from benchmark.evaluation.bootstrap import paired_bootstrap
 from benchmark.report.base import DIFFERENCES, PAPER_TABLE1, ReportData, Row
-from benchmark.report.cv import leaderboard, method_note, pair_table
+from benchmark.report.cv import importance_table, leaderboard, method_note, pair_table
 
 
 def _nan_low(value: float) -> float:
@@ -139,6 +139,9 @@ def _cv_markdown(data: ReportData, images: dict[str, str]) -> list[str]:
             out += ["No comparison: fewer than two systems or three folds finished.", ""]
             continue
         out += [_md_table(*leaderboard(task)), "", method_note(task), "", _md_table(*pair_table(task)), ""]
+        if task.importance:
+            out += ["Which tuned parameters mattered (fANOVA on each fold's study, over folds):", ""]
+            out += [_md_table(*importance_table(task)), ""]
         for name, caption in images.items():
             if name.startswith("cv_") and name.endswith(f"_{task.task}.png"):
                 out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
@@ -244,6 +247,8 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
                 f"<p>{html.escape(method_note(task).replace('**', ''))}</p>",
                 table(*pair_table(task)),
             ]
+            if task.importance:
+                parts.append(table(*importance_table(task)))
             parts += [
                 figure(n, c) for n, c in images.items() if n.startswith("cv_") and n.endswith(f"_{task.task}.png")
             ]

@@ -33,14 +33,24 @@ from benchmark.run.context import ComputeLedger, RunContext, TrialResources
 from benchmark.run.cv_jobs import FitJob, System, fixed_jobs
 from benchmark.run.cv_logging import FoldLogger
 from benchmark.run.interrupts import StopRequested, StopSignal, fit_study
-from benchmark.run.result_schema import CVTaskEntry
+from benchmark.run.result_schema import CVTaskEntry, SearchSummary
 from benchmark.splits.folds import FoldPlan, plan_folds
 from benchmark.tasks.specs import TaskSpec
 from benchmark.training.trial import FitScore, TrialData, fit_and_score, prepare_trial_data
 from benchmark.tuning.callback import TrialCallback
+from benchmark.tuning.importance import fold_importances
+from benchmark.tuning.importance import summarize as summarize_importance
 from benchmark.tuning.outcome import StudyOutcome
 from benchmark.tuning.search import StudySettings, make_tuner
-from benchmark.tuning.trainable import OBJECTIVE, TrialPayload, bridge_trainable, select_best, split_fold, trial_device
+from benchmark.tuning.trainable import (
+    OBJECTIVE,
+    TrialPayload,
+    bridge_trainable,
+    select_best,
+    split_fold,
+    stopped_early,
+    trial_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +143,32 @@ def tune(
     return grid, outcome
 
 
+def search_summary(system: System, study: StudySettings, folds: FoldPlan, grid) -> SearchSummary:
+    """How the system searched (trials, how many successive halving stopped) and fANOVA importance over folds."""
+    names = {f.name: f"{study.name}-{f.name}" for f in folds.folds}
+    per_fold = fold_importances(study.optuna_storage, names, seed=study.seed) if study.optuna_storage else {}
+    return {
+        "configurations_per_fold": study.num_samples,
+        "successive_halving": study.asha,
+        "trials": sum(1 for r in grid if r.error is None and r.metrics),
+        "stopped_early": len(stopped_early(grid, system.space)),
+        "importance": summarize_importance(per_fold),
+    }
+
+
 def select(system: System, group: list[TaskSpec], folds: FoldPlan, grid, outcome: StudyOutcome) -> list[FitJob]:
     """Per fold and task, the best finished trial on inner validation by the task's primary metric (the trial
     objective where inner validation has no group for it), as fit jobs; one job per distinct configuration."""
     jobs: dict[tuple[str, str], FitJob] = {}
+    # interrupted trials and trials stopped early by successive halving never reached their end: never chosen
+    excluded = set(outcome.interrupted) | stopped_early(grid, system.space)
     for fold in folds.folds:
         for task in group:
             by = f"val/{task.primary_key}"
-            best = select_best(grid, by, fold.name, exclude=set(outcome.interrupted))
+            best = select_best(grid, by, fold.name, exclude=excluded)
             if best is None:  # e.g. a small inner validation side without a target of >= 3 molecules
                 by = OBJECTIVE
-                best = select_best(grid, by, fold.name, exclude=set(outcome.interrupted))
+                best = select_best(grid, by, fold.name, exclude=excluded)
                 if best is not None:
                     log.warning(
                         "%s, fold %s: no trial of %s has %s on inner validation; chosen by the trial objective instead",
@@ -293,6 +318,7 @@ def run_group(
             progress=progress,
         )
         jobs += select(system, group, folds, grid, outcome)
+        logger.search[system.name] = search_summary(system, study, folds, grid)
     todo = [j for j in jobs if not logger.already_fitted(j)]
     progress(
         f"  fitting {len(todo)} (system, fold) configurations on the training portions, testing each once"

@@ -39,13 +39,27 @@ from benchmark.evaluation.comparison import Comparison, compare_systems, mean_ci
 from benchmark.model.config import short_config
 from benchmark.run.context import ComputeLedger
 from benchmark.run.cv_jobs import FitJob, System, task_metrics
-from benchmark.run.result_schema import CVTaskEntry, FoldSummary
+from benchmark.run.result_schema import CVTaskEntry, FoldSummary, SearchSummary
 from benchmark.splits.folds import FoldPlan
 from benchmark.tasks.specs import TaskSpec
 from benchmark.tracking.store import Tracker, _retry_locked
 from benchmark.training.trial import FitScore
 
 log = logging.getLogger(__name__)
+
+
+def search_metrics(search: SearchSummary | None) -> dict[str, float]:
+    """A tuned system's search on its MLflow run: trials, how many stopped early, importance per parameter."""
+    if not search:
+        return {}
+    out = {
+        "search.configurations_per_fold": search["configurations_per_fold"],
+        "search.trials": search["trials"],
+        "search.stopped_early": search["stopped_early"],
+    }
+    for param, s in search["importance"].items():
+        out.update({f"importance.{param}_{k}": v for k, v in s.items() if v == v})
+    return out
 
 
 # ---- stage 6: compare ----------------------------------------------------------------------------------------------
@@ -91,6 +105,7 @@ class FoldLogger:
         self.failures: list[dict] = []
         self.chosen: dict[tuple[str, str], dict] = {}
         self.seconds: dict[str, float] = {"train": 0.0, "eval": 0.0}
+        self.search: dict[str, SearchSummary] = {}  # tuned systems: how they searched (cv.search_summary)
         self._restore()
 
     def system_run(self, task: TaskSpec, system: System) -> str:
@@ -259,6 +274,7 @@ class FoldLogger:
                 "chosen": {f: c for (t, s, f), c in sorted(self.chosen.items()) if t == task.name and s == system.name}
                 if system.tuned
                 else {},
+                **({"search": self.search[system.name]} if system.name in self.search else {}),
             }
         failures = [f for f in self.failures if f["task"] == task.name]
         return {
@@ -289,6 +305,7 @@ class FoldLogger:
                 metrics.update(
                     display_metrics(primary["mean"], primary["ci_low"], primary["ci_high"], primary["n_folds"])
                 )
+            metrics.update(search_metrics(entry["systems"][system.name].get("search")))
             self.tracker.log(run, metrics=metrics, tags={TAG_GROUP: letters.get(system.name, "")} if letters else None)
             self.tracker.end(run)
         metrics, tags = self._display(task, entry), {}

@@ -42,7 +42,7 @@ from benchmark.training.trial import prepare_trial_data
 from benchmark.tuning.callback import TrialCallback
 from benchmark.tuning.search import make_tuner
 from benchmark.tuning.space import load_search_space
-from benchmark.tuning.trainable import TrialPayload, bridge_trainable, select_best
+from benchmark.tuning.trainable import TrialPayload, bridge_trainable, select_best, stopped_early
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,9 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
             raise StopRequested(
                 f"{_trial_counts(study.as_dict())}; finals of {', '.join(left)} not run", {**results, **left}
             )
-        chosen = select_best(grid, f"val/{task.primary_key}", exclude=set(study.interrupted))
+        # interrupted trials and those successive halving stopped early never reached their end: never chosen
+        never = set(study.interrupted) | stopped_early(grid, space)
+        chosen = select_best(grid, f"val/{task.primary_key}", exclude=never)
         if chosen is None:
             entry["error"] = (
                 "every trial failed"

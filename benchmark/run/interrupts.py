@@ -45,12 +45,21 @@ class Interrupted(BenchmarkError):
         self.exit_code = 128 + int(signum)
 
 
+def ignore_stop_signals() -> None:
+    """From now on SIGINT and SIGTERM do nothing (main thread only): after the second signal the run is already
+    leaving, and another KeyboardInterrupt inside its cleanup or Ray's shutdown would only print a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 class StopSignal:
     """Whether the user asked the run to stop (a first Ctrl-C or SIGTERM), shared by the stages of one run."""
 
     def __init__(self):
         self._event = threading.Event()
         self._in_study = False
+        self._leaving = False  # the second signal came: stop signals stay ignored until the process ends
         self.signum: int = signal.SIGINT  # the signal that asked (for the exit status)
 
     @property
@@ -67,6 +76,8 @@ class StopSignal:
             signal.raise_signal(signal.SIGINT)
             return
         if self._event.is_set() or self._in_study:
+            self._leaving = True
+            ignore_stop_signals()  # a third, while the run unwinds (or Ray shuts down), must not interrupt that
             raise KeyboardInterrupt  # the second signal: at once
         self.signum = signum
         self._event.set()
@@ -88,7 +99,7 @@ class StopSignal:
             yield self
         finally:
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                signal.signal(signum, signal.SIG_IGN if self._leaving else handler)
 
     def reclaim(self) -> None:
         """Take SIGINT and SIGTERM back after `ray.init()`: Ray's core worker installs a C-level SIGTERM handler
@@ -112,7 +123,7 @@ class StopSignal:
             yield
         finally:
             self._in_study = False
-            if threading.current_thread() is threading.main_thread():
+            if threading.current_thread() is threading.main_thread() and not self._leaving:
                 signal.signal(signal.SIGINT, self._handler)  # Tune leaves its handler installed after a study
             tune_log.removeHandler(watcher)
             tune_log.setLevel(saved[0])

@@ -7,6 +7,8 @@ file against it), so a change of shape is a change of this module and of `SCHEMA
 
 Version history:
 - 1: the first declared version (the shape of the files written before, plus `schema_version`).
+- 2: a tuned repeated-CV system says how it searched (`systems.<name>.search`: configurations per fold,
+  successive halving, trials stopped early, fANOVA importance per parameter over the folds).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from benchmark.core.errors import BenchmarkError
 from benchmark.core.io import atomic_write_bytes
 from benchmark.core.settings import validation_details
 
-SCHEMA_VERSION = 1
-#: versions `read_results` understands
-READABLE_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+#: versions `read_results` understands (2 only adds an optional key to version 1)
+READABLE_VERSIONS = (1, 2)
 RESULTS_FILE = "results.json"
 
 _STRICT = ConfigDict(extra="forbid")
@@ -113,6 +115,17 @@ class ChosenInFold(TypedDict):
 
 
 @with_config(_STRICT)
+class SearchSummary(TypedDict):
+    """How a tuned system searched inside the folds, and which of its parameters mattered (fANOVA, over folds)."""
+
+    configurations_per_fold: int
+    successive_halving: bool
+    trials: int
+    stopped_early: int
+    importance: dict[str, FoldSummary]
+
+
+@with_config(_STRICT)
 class SystemEntry(TypedDict):
     """One system of a repeated-CV task."""
 
@@ -123,6 +136,7 @@ class SystemEntry(TypedDict):
     summary: dict[str, FoldSummary]
     per_fold: dict[str, dict[str, float]]
     chosen: dict[str, ChosenInFold]
+    search: NotRequired[SearchSummary]
 
 
 @with_config(_STRICT)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray
-from benchmark.core.errors import WriteFailed
+from benchmark.core.errors import TrackingLost, WriteFailed
 from benchmark.core.io import check_sqlite_file
 from benchmark.core.names import (
     STAGE_FINAL,
@@ -47,6 +47,7 @@ from benchmark.tracking.store import (
     check_reachable,
     check_tracking_uri,
     default_tracking_uri,
+    tracking_lost,
 )
 from benchmark.tracking.views import save_views
 from benchmark.tuning.callback import say
@@ -122,12 +123,13 @@ def _run_cv_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> 
     systems = load_systems([get_system(name) for name in settings.suite.systems])
 
     def study_for(system: System) -> StudySettings:
-        # ASHA would compare trials of different folds (different validation sets): never under CV
+        # successive halving runs per fold (tuning.search.PerFoldHalving): trials meet only their own fold's
+        halving = system.spec.successive_halving if settings.options.asha is None else settings.options.asha
         return settings.study(
             f"{settings.suite.name}-{group[0].split.name}-cv-{system.name}-{key}",
             system.space,
             settings.options.num_samples or system.spec.num_samples,
-            asha=False,
+            asha=halving and system.tuned,
         )
 
     return cv.run_group(ctx, group, dataset, systems, study_for)
@@ -164,7 +166,13 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
         except WriteFailed as exc:  # results or state could not be saved: say so, and how to continue
             _end_open_runs(ctx, "FAILED")
             raise WriteFailed(f"{exc}; then resume with: {resume_command(options)}") from exc
-        except (Exception, StopRequested):
+        except (Exception, StopRequested) as exc:
+            lost = tracking_lost(exc, ctx.tracker.tracking_uri)
+            if lost:  # nothing to mark: the server is gone; MLflow's runs stay RUNNING until the resume ends them
+                raise TrackingLost(
+                    f"{lost}; what was logged before is kept and the run's state is saved: restart the server, then "
+                    f"resume with: {resume_command(options)}"
+                ) from exc
             _end_open_runs(ctx, "FAILED")
             raise
         except KeyboardInterrupt:  # a second Ctrl-C: mark the open runs and go (a resume reopens them)

@@ -163,6 +163,8 @@ class SystemSpec(Strict):
     description: str
     search_space: str
     num_samples: int = Field(1, ge=1)
+    #: successive halving inside each fold (ASHA over validation reports): weak configurations stop at a rung
+    successive_halving: bool = False
 
 
 class SuiteSpec(Strict):

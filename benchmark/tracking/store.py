@@ -112,6 +112,46 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+#: a tracking server that stops answering gets bounded retries, seconds rather than MLflow's default minutes
+#: (7 retries with backoff factor 2 and a 120 s timeout: about four minutes per request); these are MLflow's
+#: own variables, so a value already in the environment wins
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+#: what requests and MLflow say when a server does not answer
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish", "Connection aborted",
+                "RemoteDisconnected", "Read timed out", "ConnectionError")  # fmt: skip
+
+
+def bound_http_retries() -> None:
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def tracking_lost(exc: BaseException, uri: str) -> str | None:
+    """When `exc` (or what caused it) says that the http(s) tracking server at `uri` stopped answering, one line
+    saying so; else None."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return None
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        text = f"{type(seen).__name__}: {seen}"
+        if any(marker in text for marker in _UNREACHABLE):
+            retries = os.environ.get(
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRY_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+            )
+            return (
+                f"the MLflow tracking server {uri} stopped answering ({type(seen).__name__}, after {retries} retries; "
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES / _BACKOFF_FACTOR / _TIMEOUT set how long to wait)"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def flatten_metrics(metrics: dict[str, dict], prefix: str) -> dict[str, float]:
     """{'text_to_molecule': {'recall@1': {value, ci_low, ci_high, n}}} -> flat MLflow metrics."""
     out: dict[str, float] = {}
@@ -179,6 +219,7 @@ class Tracker:
                     client = MlflowClient(tracking_uri=self.tracking_uri)
                     _retry_locked(lambda: client.search_experiments(max_results=1))
             else:
+                bound_http_retries()
                 client = MlflowClient(tracking_uri=self.tracking_uri)
             self._client = client
         return self._client

@@ -31,6 +31,8 @@ class BenchmarkResult:
     notes: list[str] = field(default_factory=list)
     #: with `drop_leaked`: the same bridge's metrics on every query of the leaky side, leaked ones included
     metrics_with_leaked_queries: dict | None = None
+    #: torch CPU threads the fit ran with (`train --threads`)
+    threads: int | None = None
 
     def to_json(self) -> dict:
         t = self.trial
@@ -48,6 +50,7 @@ class BenchmarkResult:
                 "eval_seconds": round(t.eval_seconds, 3),
             },
             "device": t.device,
+            "threads": self.threads,
             "metrics": t.metrics,
             **(
                 {"metrics_with_leaked_queries": self.metrics_with_leaked_queries}

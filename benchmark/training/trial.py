@@ -98,8 +98,11 @@ def prepare_trial_data(
         mol_encoder, dataset.molecules, cache=cache, dataset_fingerprint=dataset.fingerprint, fit_items=fit_mols
     )
     graphs = view = None
+    graph_seconds = 0.0
     if getattr(mol_encoder, "trainable", False):  # the graph encoder: graphs in, trained with the bridge
+        started = time.perf_counter()  # featurisation (or reading the graphs back) is this encoder's encoding
         graphs = cached_graphs(dataset.molecules, cache or EmbeddingCache())
+        graph_seconds = time.perf_counter() - started
         align_to = graph_config(config.mol_encoder.params).align_to
         if align_to:
             view_encoder = build_encoder(align_to)
@@ -130,7 +133,7 @@ def prepare_trial_data(
         texts=texts,
         molecules=dataset.molecules,
         shared_space=shared,
-        encode_seconds=mols.seconds + txts.seconds,
+        encode_seconds=mols.seconds + txts.seconds + graph_seconds,
         encoded_items=mols.encoded + txts.encoded,
         dataset=dataset.summary(),
         graphs=graphs,
@@ -143,6 +146,7 @@ def prepare_trial_data(
                 "dim": int(mols.matrix.shape[1]),
                 "from_cache": mols.from_cache,
                 "truncated": mols.truncated,
+                **({"featurise_seconds": round(graph_seconds, 3)} if graphs is not None else {}),
             },
             "text": {
                 "name": text_encoder.name,

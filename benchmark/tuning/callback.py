@@ -23,6 +23,7 @@ from benchmark.core.names import (
     TAG_RUN_UID,
     TAG_STAGE,
     TAG_STATUS,
+    TAG_STOPPED_EARLY,
     TAG_SYSTEM,
     TAG_TASK,
     TAG_TRIAL_ID,
@@ -202,11 +203,16 @@ class TrialCallback(Callback):
 
     def _log(self, trial: _TrialSnapshot, history: list[dict], failed: bool) -> None:
         fold, sampled = split_fold(trial.config)
+        epochs = None
         try:
             cfg = self.space.trial_config(sampled)
-            params, encoders = cfg.flat(), f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}"
+            params, encoders, epochs = cfg.flat(), f"{cfg.mol_encoder.name}+{cfg.text_encoder.name}", cfg.optim.epochs
         except Exception:  # the configuration itself may be why the trial failed
             params, encoders = dict(flatten(sampled, sep="/")), None
+        reached = history[-1]["epoch"] if history else 0
+        if history and "threads" in history[-1]:
+            params["threads"] = history[-1]["threads"]  # torch threads the trial ran with (its CPU share)
+        stopped = not failed and epochs is not None and 0 < reached < epochs
         terms = {k: v for k, v in flatten(sampled, sep="/").items() if k.startswith("terms")}
         where = {TAG_SYSTEM: self.system, TAG_FOLD: fold, TAG_REPEAT: parse_fold_name(fold)[0] if fold else None}
         steps: dict[str, list[tuple[int, float]]] = {}
@@ -233,12 +239,14 @@ class TrialCallback(Callback):
                     **where,
                     **{LOCATION_TAGS[k]: v for k, v in trial.where.items()},
                     TAG_ATTEMPTS: trial.attempts,
+                    TAG_STOPPED_EARLY: stopped,
                     **({"error": trial.error_file or "trial raised"} if failed else {}),
-                    TAG_NOTE: _trial_note(trial, self.system, fold, failed),
+                    TAG_NOTE: _trial_note(trial, self.system, fold, failed)
+                    + (f" Stopped early by successive halving at epoch {reached} of {epochs}." if stopped else ""),
                 },
                 parent_id=parent,
             )
-            self.tracker.log(run_id, params={**params, **terms}, steps=steps)
+            self.tracker.log(run_id, params={**params, **terms}, metrics={"epochs_reached": reached}, steps=steps)
             self.tracker.end(run_id, "FAILED" if failed else "FINISHED")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from optuna.exceptions import UpdateFinishedTrialError
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -181,6 +182,87 @@ class PerFoldSearch(Searcher):
                 self.searchers[fold].restore(str(Path(tmp) / "fold"))
 
 
+class PerFoldHalving(FIFOScheduler):
+    """Successive halving (ASHA) inside each outer fold: one scheduler per fold.
+
+    A trial is compared only with trials of its own fold, at the same rung (number of validation reports,
+    i.e. the same epoch), on that fold's inner validation side; Ray's ASHAScheduler alone would rank trials of
+    different folds (different validation sets) against each other.
+    """
+
+    def __init__(self, **asha):
+        super().__init__()
+        self.asha = asha
+        self.per_fold: dict[str, ASHAScheduler] = {}
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # metric and mode are given to each fold's scheduler (OBJECTIVE, max)
+
+    def _of(self, trial) -> ASHAScheduler:
+        fold = (trial.config or {}).get(FOLD_KEY, "")
+        if fold not in self.per_fold:
+            self.per_fold[fold] = ASHAScheduler(metric=OBJECTIVE, mode="max", **self.asha)
+        return self.per_fold[fold]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "successive halving per fold: " + "; ".join(f"{f}: {s.debug_string()}" for f, s in self.per_fold.items())
+
+
+def halving(max_reports: int, folds: list[str] | None):
+    """Successive halving over validation reports: rungs at 1, 2, 4, ... reports, the best half goes on."""
+    asha = {"time_attr": "training_iteration", "max_t": max(max_reports, 1), "grace_period": 1, "reduction_factor": 2}
+    return PerFoldHalving(**asha) if folds else ASHAScheduler(**asha)  # Tune gives it the metric and mode
+
+
+def check_tune_state(path: str) -> None:
+    """Refuse a damaged Ray Tune experiment state before `Tuner.restore` trusts it.
+
+    Tune restores from its newest `experiment_state-*.json`; a file that does not parse, or that lists fewer
+    trials than the saved searcher handed out (`PerFoldSearch.given`, saved at the same checkpoint), would make
+    it resume with earlier trials lost and the study then "finished" early: a silently partial run.
+    Remote storage (s3://...) is not read here."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    states = sorted(folder.glob("experiment_state-*.json"))
+    advice = (
+        "the run cannot resume from it: start it again without --resume, or with another --output (the Optuna "
+        "studies and MLflow runs of the damaged run stay as they are)"
+    )
+    if not states:
+        raise BenchmarkError(f"Ray Tune's experiment state is missing from {folder}; {advice}")
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"]
+        if not isinstance(trials, list):
+            raise TypeError(f"trial_data is a {type(trials).__name__}")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise BenchmarkError(f"Ray Tune's experiment state {states[-1]} is damaged ({exc}); {advice}") from None
+    searchers = sorted(folder.glob("searcher-state-*.pkl"))
+    given = None
+    if searchers:
+        try:  # PerFoldSearch.save writes JSON (other searchers pickle: not checked)
+            given = sum(json.loads(searchers[-1].read_text())["given"].values())
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            given = None
+    if given is not None and len(trials) < given:
+        raise BenchmarkError(
+            f"Ray Tune's experiment state {states[-1]} lists {len(trials)} trials but the search had started "
+            f"{given}: the state is damaged; {advice}"
+        )
+
+
 def make_tuner(
     trainable: Callable,
     settings: StudySettings,
@@ -193,7 +275,6 @@ def make_tuner(
     """A Tuner (or a restored one) with seeded TPE through OptunaSearch and optional ASHA."""
     import optuna  # optuna: imported only when a study is read
     from ray import tune  # ray: heavy, imported only when a study or cluster is used
-    from ray.tune.schedulers import ASHAScheduler  # ray: heavy, imported only when a study or cluster is used
 
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     # With a searcher, Tune keeps one trial pending unless a cap is given: default to what fits
@@ -202,6 +283,7 @@ def make_tuner(
     path = f"{str(settings.storage_path).rstrip('/')}/{settings.name}"
     if resume and tune.Tuner.can_restore(path):
         log.info("resuming %s", path)
+        check_tune_state(path)
         try:
             return tune.Tuner.restore(
                 path, trainable=wrapped, resume_unfinished=True, resume_errored=False, restart_errored=False
@@ -234,13 +316,7 @@ def make_tuner(
     if settings.time_budget_s:
         searcher = BudgetSearch(searcher, settings.time_budget_s)
     num_samples = settings.num_samples * len(folds) if folds else settings.num_samples
-    scheduler = (
-        ASHAScheduler(
-            time_attr="training_iteration", max_t=max(settings.max_reports, 1), grace_period=1, reduction_factor=2
-        )
-        if settings.asha
-        else None
-    )
+    scheduler = halving(settings.max_reports, folds) if settings.asha else None
     return tune.Tuner(
         wrapped,
         tune_config=tune.TuneConfig(

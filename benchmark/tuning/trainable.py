@@ -93,6 +93,18 @@ def select_best(grid, metric: str, fold: str | None = None, *, exclude=()) -> tu
     return best[3], best[2], -best[0]
 
 
+def stopped_early(grid, space) -> set[str]:
+    """Trials whose last report came before their configured epochs: successive halving stopped them at a rung
+    (their last report is not their end, so they are never selected)."""
+    out = set()
+    for result in grid:
+        metrics = result.metrics or {}
+        if result.error is None and "epoch" in metrics:
+            if metrics["epoch"] < space.trial_config(split_fold(result.config or {})[1]).optim.epochs:
+                out.add(metrics["trial_id"])
+    return out
+
+
 def trial_seconds(grid) -> float:
     """Seconds spent inside the trials of a Tune result grid (Tune's own time_total_s)."""
     return float(sum((r.metrics or {}).get("time_total_s", 0.0) or 0.0 for r in grid))
@@ -152,6 +164,7 @@ def tuning_trial(config: dict, payload: TrialPayload, report: Callable[[dict], N
                     "loss": record.get("loss"),
                     "loss_history": list(pending),
                     "device": str(device),
+                    "threads": torch.get_num_threads(),
                     **{f"val/{k}": v for k, v in values.items()},
                     OBJECTIVE: objective_of(values, payload.objective_keys),
                 }

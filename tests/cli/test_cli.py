@@ -320,3 +320,28 @@ def test_run_against_an_address_where_no_ray_answers_fails_at_once(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "no Ray cluster answers at 127.0.0.1:1" in err and "Traceback" not in err
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["ecfp4", "gin"])
+def test_train_gives_the_same_numbers_whatever_omp_num_threads_the_shell_had(encoder, tiny_csv, tmp_path):
+    """`train` pins torch's threads (`--threads`, default: the cores it may use), so the shell's OMP_NUM_THREADS
+    changes nothing; the graph encoder's parallel scatter sums are where an unpinned count shows."""
+    import os
+
+    runs = {}
+    for omp in ("1", "3"):
+        out = tmp_path / f"{encoder}-{omp}.json"
+        args = ["train", "--data", str(tiny_csv), "--mol-encoder", encoder, "--text-encoder", "tfidf", "--epochs"]
+        args += ["3", "--batch-size", "32", "--bootstrap", "20", "--output", str(out), "--quiet"]
+        done = cli(*args, env={**os.environ, "OMP_NUM_THREADS": omp})
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[omp] = json.loads(out.read_text())
+    assert runs["1"]["threads"] == runs["3"]["threads"] >= 1  # the cores, not the shell's setting
+    assert runs["1"]["metrics"] == runs["3"]["metrics"]
+    assert [h["loss"] for h in runs["1"]["history"]] == [h["loss"] for h in runs["3"]["history"]]
+    if encoder == "gin":  # graph featurisation is timed like encoding
+        molecule = runs["1"]["encoders"]["molecule"]
+        assert (
+            molecule["featurise_seconds"] > 0 and runs["1"]["timing"]["encode_seconds"] >= molecule["featurise_seconds"]
+        )

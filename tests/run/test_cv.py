@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest 
 def cv_run(ray_local, tmp_path_factory, tiny_frame):
     root = tmp_path_factory.mktemp("cv")
     tiny_frame.to_csv(root / "tiny.csv", index=False)
-    folder = write_cv_suite(root / "tasks", root / "tiny.csv", folds=3, repeats=2, budget=2)
+    # 4 configurations per fold under successive halving: 10 epochs, validated every 5 (rungs at epoch 5)
+    folder = write_cv_suite(root / "tasks", root / "tiny.csv", folds=3, repeats=2, budget=4, halving=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENCHMARK_TASKS_DIR", str(folder))
@@ -74,18 +75,39 @@ def test_tuning_stays_inside_each_fold(cv_run):
     by_stage = stages(cv_run["uri"])
     trials = [r for r in by_stage[STAGE_TRIAL] if r.data.tags["task"] == "tinycv-global"]
     per_fold = Counter(r.data.tags["fold"] for r in trials)
-    assert set(per_fold.values()) == {2} and len(per_fold) == 6
+    assert set(per_fold.values()) == {4} and len(per_fold) == 6
     storage = f"sqlite:///{cv_run['root'] / 'out' / 'optuna.db'}"
     studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
-    assert len(studies) == 6 and set(studies.values()) == {2}
+    assert len(studies) == 6 and set(studies.values()) == {4}
     entry = cv_run["results"]["tasks"]["tinycv-global"]
     for fold, chosen in entry["systems"]["tinycv-tuned"]["chosen"].items():
-        vals = [r.data.metrics["val.text_to_molecule.recall_at_1"] for r in trials if r.data.tags["fold"] == fold]
+        full = [r for r in trials if r.data.tags["fold"] == fold and r.data.tags["stopped_early"] == "False"]
+        vals = [r.data.metrics["val.text_to_molecule.recall_at_1"] for r in full]
         assert chosen["val"] == pytest.approx(max(vals)) and chosen["selected_by"] == "val/text_to_molecule/recall@1"
     grouped = cv_run["results"]["tasks"]["tinycv-grouped"]["systems"]["tinycv-tuned"]["chosen"]
     assert len(grouped) == 6  # every fold chose, by the objective where its inner validation has no group
     assert {c["selected_by"] for c in grouped.values()} <= {"val/text_to_molecule_grouped/recall@1", "objective"}
     assert entry["systems"]["tinycv-untrained"]["chosen"] == {}
+
+
+def test_successive_halving_stops_weak_configurations_inside_each_fold(cv_run):
+    """Some trials stop at the first rung (epoch 5 of 10); every chosen configuration reached the full budget;
+    each trial says in MLflow the epoch it reached, whether it was stopped, and its threads."""
+    trials = [r for r in stages(cv_run["uri"])[STAGE_TRIAL] if r.data.tags["task"] == "tinycv-global"]
+    stopped = [r for r in trials if r.data.tags["stopped_early"] == "True"]
+    assert stopped and all(r.data.metrics["epochs_reached"] == 5 for r in stopped)
+    assert all(r.data.metrics["epochs_reached"] == 10 for r in trials if r not in stopped)
+    assert all(int(r.data.params["threads"]) >= 1 for r in trials)
+    by_id = {r.data.tags["trial_id"]: r for r in trials}
+    chosen = {(r.data.tags["fold"], r.data.params["loss.temperature"]) for r in trials if r not in stopped}
+    for fold, c in cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["chosen"].items():
+        assert any(f == fold and f"T={float(t):.3g}" in c["config"] for f, t in chosen), (fold, c)
+    search = cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["search"]
+    assert search["configurations_per_fold"] == 4 and search["successive_halving"] is True
+    assert search["trials"] == len(by_id) == 24 and search["stopped_early"] == len(stopped)
+    assert "loss/temperature" in search["importance"]  # fANOVA over the folds that had enough trials
+    t = search["importance"]["loss/temperature"]
+    assert 0.0 <= t["mean"] <= 1.0 and t["n_folds"] >= 2
 
 
 def test_results_carry_per_fold_values_and_the_comparison(cv_run):
@@ -183,8 +205,12 @@ def test_report_shows_the_comparison(cv_run, tmp_path):
     written = generate_report(cv_run["uri"], out=tmp_path)
     text = written["markdown"].read_text()
     assert "## Repeated cross-validation" in text and "tinycv-global" in text and "group" in text
-    for kind in ("folds", "differences", "tukey", "cd"):
+    for kind in ("folds", "differences", "tukey", "cd", "importance"):
         assert (tmp_path / f"cv_{kind}_tinycv-grouped.png").exists()
+    importance = text.split("Which tuned parameters mattered")[1].split("\n\n")[1]
+    row = next(line for line in importance.splitlines() if "loss/temperature" in line)
+    saved = cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["search"]["importance"]
+    assert row.startswith("| tinycv-tuned | loss/temperature |") and f"{saved['loss/temperature']['mean']:.3f}" in row
 
 
 def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path, tiny_csv):
@@ -194,7 +220,7 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     import subprocess
     import time
 
-    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=250, batch_size=16)
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=120, batch_size=16)
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = run_command("killcv", tmp_path, "--max-concurrent", "1")
@@ -214,6 +240,15 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    # Ray Tune's experiment state cut short: refused with one line, instead of a silently partial resume
+    state = sorted((tmp_path / "out" / "ray").glob("*/experiment_state-*.json"))[-1]
+    whole = state.read_bytes()
+    state.write_bytes(whole[: len(whole) // 2])
+    refused = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert f"Ray Tune's experiment state {state} is damaged" in refused.stderr
+    assert "without --resume, or with another --output" in refused.stderr
+    state.write_bytes(whole)
     done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     client = MlflowClient(uri)

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -136,26 +137,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
+def start_mlflow_server(folder: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """A real `mlflow server` on 127.0.0.1 over a sqlite store in `folder`, answering /health."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ],
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        + ["--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "art")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -165,12 +151,16 @@ def mlflow_server(tmp_path):
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                break
+                return proc, url
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start within 90 s")
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("mlflow server did not start")
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    proc, url = start_mlflow_server(tmp_path, free_port())
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
@@ -189,6 +179,45 @@ def test_run_against_a_real_mlflow_server(ray_local, tiny_suite, tmp_path, mlflo
     runs = json.load(urllib.request.urlopen(search))["runs"]
     stages = sorted(t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "stage")
     assert stages.count("task") == 2 and stages.count("trial") == 8 and stages.count("final") == 4
+
+
+def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp_path, tiny_csv):
+    """The MLflow server killed mid-study: bounded retries (seconds), then one line naming the server and the
+    resume command, no traceback, no hang; with the server back, `--resume` finishes with each trial once."""
+    space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 200, "batch_size": 16}}}
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=4, name="lost", prefix="lost")
+    port = free_port()
+    server, url = start_mlflow_server(tmp_path, port)
+    args = [sys.executable, "-m", "benchmark", "run", "--suite", "lost", "--tracking-uri", url, "--output"]
+    args += [str(tmp_path / "out"), "--max-concurrent", "1", "--offline"]
+    env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
+    log = tmp_path / "run.log"
+    try:
+        with open(log, "w") as out:
+            proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and "trials: 1/" not in log.read_text():
+            time.sleep(0.5)
+        os.killpg(server.pid, signal.SIGKILL)  # the server dies; the run goes on logging the next trial
+        server.wait(timeout=30)
+        started = time.time()
+        assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
+        text = log.read_text()
+        assert f"the MLflow tracking server {url} stopped answering" in text and "resume with: " in text, text[-3000:]
+        assert "Traceback" not in text and time.time() - started < 200
+        server, url = start_mlflow_server(tmp_path, port)  # back, on the same store
+        done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        with sqlite3.connect(tmp_path / "server.db") as db:
+            trials = db.execute(
+                "select t.value, count(*) from tags t join runs r on r.run_uuid = t.run_uuid where t.key = "
+                "'trial_id' and r.lifecycle_stage = 'active' group by t.value"
+            ).fetchall()
+            open_runs = db.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0]
+        assert len(trials) == 4 and {n for _, n in trials} == {2}  # four trials, each once per task
+        assert open_runs == 0
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
 
 
 def test_unreachable_tracking_server_fails_before_training(tiny_suite, tmp_path):

@@ -134,7 +134,9 @@ class TrialCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         keep = {
-            k: v for k, v in result.items() if k in ("epoch", "loss", "loss_history", OBJECTIVE) or k.startswith("val/")
+            k: v
+            for k, v in result.items()
+            if k in ("epoch", "loss", "loss_history", "threads", OBJECTIVE) or k.startswith("val/")
         }
         self.results.setdefault(trial.trial_id, []).append(keep)
         self.where[trial.trial_id] = {k: result[k] for k in LOCATION_TAGS if k in result}

@@ -220,7 +220,7 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     import subprocess
     import time
 
-    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=120, batch_size=16)
+    folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="killcv", folds=3, budget=2, epochs=60, batch_size=16)
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = run_command("killcv", tmp_path, "--max-concurrent", "1")

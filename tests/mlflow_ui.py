@@ -19,6 +19,9 @@ import urllib.request
 from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+#: headless, with no calls out (this machine's network is closed: background requests only fail, many at a time)
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
 def _free_port() -> int:
@@ -62,14 +65,7 @@ def open_views(store: str, experiment_id: str, views: list[str], folder: Path) -
             done = subprocess.run(
                 [
                     CHROMIUM,
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
+                    *HEADLESS,
                     f"--user-data-dir={folder / ('profile-' + view)}",
                     "--window-size=2200,900",
                     "--virtual-time-budget=20000",

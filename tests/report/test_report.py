@@ -4,6 +4,7 @@ import shutil
 import subprocess
 
 import pytest
+from mlflow_ui import CHROMIUM, HEADLESS
 
 from benchmark.core.names import STAGE_TASK, TAG_STAGE, TAG_TASK
 from benchmark.report.base import PAPER_TABLE1, ReportData, Row
@@ -102,9 +103,6 @@ def test_paper_comparison_places_our_numbers_next_to_table_1():
     assert by_setting["Frozen encoders (ChemBERTa + PubMedBERT)"][4].startswith("0.008")
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
 @pytest.mark.slow
 def test_html_renders_in_headless_chromium_without_console_errors(tiny_store, tmp_path):
@@ -114,14 +112,7 @@ def test_html_renders_in_headless_chromium_without_console_errors(tiny_store, tm
     result = subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *HEADLESS,
             f"--user-data-dir={profile}",
             "--enable-logging=stderr",
             "--v=0",

@@ -203,10 +203,10 @@ def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp
         os.killpg(server.pid, signal.SIGKILL)  # the server dies; the run goes on logging the next trial
         server.wait(timeout=30)
         started = time.time()
-        assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
+        assert proc.wait(timeout=420) == 2, log.read_text()[-3000:]  # 15 s alone; bounded, not minutes per call
         text = log.read_text()
         assert f"the MLflow tracking server {url} stopped answering" in text and "resume with: " in text, text[-3000:]
-        assert "Traceback" not in text and time.time() - started < 200
+        assert "Traceback" not in text and time.time() - started < 420
         server, url = start_mlflow_server(tmp_path, port)  # back, on the same store
         done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 
 from rich.console import Console
@@ -17,7 +18,7 @@ from benchmark.core.errors import UnknownNameError
 from benchmark.data import datasets
 from benchmark.data.text_fields import DEFAULT_TEMPLATES
 from benchmark.encoders import encoder_registry
-from benchmark.encoders.registry import broken_plugins
+from benchmark.encoders.registry import broken_plugins, build_encoder
 from benchmark.splits.splitters import SPLITS
 from benchmark.tasks.specs import SUITES, SYSTEMS, TASKS, load_registry
 from benchmark.tuning.space import available_search_spaces, load_search_space
@@ -36,12 +37,25 @@ LOSS_TERMS = {
     "u2c": ("second-order KL(TT||MT)+KL(MM||TM)", "--u2c-weight"),
 }
 Row = dict[str, object]
+log = logging.getLogger(__name__)
+
+
+def texts_cut(dataset, encoder, field: str = "text_rich") -> int | None:
+    """How many of the dataset's texts (default text field) `encoder` cuts; None when it cannot say."""
+    texts, _ = dataset.text_index(field)
+    try:
+        return sum(encoder.truncated(list(texts)))
+    except Exception as exc:  # the card is still worth showing without this count
+        log.warning("could not count the texts %s cuts: %s", encoder.name, exc)
+        return None
 
 
 def dataset_rows() -> list[Row]:
     rows = []
+    minilm = build_encoder("minilm")  # the default text encoder (loaded once, when first asked)
     for name in datasets.DATASETS.names():
-        c = datasets.card(name, datasets.load(name, allow_download=False))
+        dataset = datasets.load(name, allow_download=False)
+        c = datasets.card(name, dataset)
         counts = c["counts"]
         rows.append(
             {
@@ -51,6 +65,7 @@ def dataset_rows() -> list[Row]:
                 "targets": counts["targets"],
                 "ecfp4 collisions": c["fingerprint_collisions"]["ecfp4"],
                 "chiral collisions": c["fingerprint_collisions"]["ecfp4-chiral"],
+                "texts cut by minilm": texts_cut(dataset, minilm),
                 "release": c["release"],
                 "description": c["description"],
             }

@@ -345,3 +345,15 @@ def test_train_gives_the_same_numbers_whatever_omp_num_threads_the_shell_had(enc
         assert (
             molecule["featurise_seconds"] > 0 and runs["1"]["timing"]["encode_seconds"] >= molecule["featurise_seconds"]
         )
+
+
+def test_the_dataset_list_counts_texts_the_default_encoder_cuts(tiny_frame, tmp_path):
+    from benchmark.cli.listing import texts_cut
+    from benchmark.data import load_dataset
+    from benchmark.encoders import build_encoder
+
+    frame = tiny_frame.copy()
+    frame.loc[frame.index[0], "mechanism_of_action"] = "inhibitor of a long kinase " * 200
+    frame.to_csv(tmp_path / "long.csv", index=False)
+    assert texts_cut(load_dataset(tmp_path / "long.csv"), build_encoder("minilm")) == 1
+    assert texts_cut(load_dataset(tmp_path / "long.csv"), build_encoder("wordllama")) == 0

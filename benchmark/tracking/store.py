@@ -122,7 +122,8 @@ HTTP_RETRY_DEFAULTS = {
 }
 #: what requests and MLflow say when a server does not answer
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish", "Connection aborted",
-                "RemoteDisconnected", "Read timed out", "ConnectionError")  # fmt: skip
+                "RemoteDisconnected", "Read timed out", "ConnectionError", "Connection broken",
+                "IncompleteRead")  # fmt: skip
 
 
 def bound_http_retries() -> None:

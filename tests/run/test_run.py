@@ -221,7 +221,8 @@ def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp
         assert len(trials) == 3 and {n for _, n in trials} == {2}  # three trials, each once per task
         assert open_runs == 0
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
 
 
 def test_unreachable_tracking_server_fails_before_training(tiny_suite, tmp_path):

@@ -31,7 +31,9 @@ TAG_NODE_ID = "ray.node_id"  # the Ray node a trial or fit ran on
 TAG_HOST = "ray.host"  # that node's host name
 TAG_NODE_IP = "ray.node_ip"
 TAG_STOPPED_EARLY = "stopped_early"  # a trial that successive halving stopped at a rung (never selected)
+TAG_SUPERSEDED = "superseded"  # a trial a kill lost from Ray Tune's saved state: the resumed search replaced it
 TAG_ATTEMPTS = "attempts"  # 2 or more: retried after a lost node or a killed worker
+OPTUNA_TUNE_TRIAL = "tune_trial_id"  # user attribute of an Optuna trial: the Ray Tune trial it configured
 #: keys of cluster.where_am_i() -> their MLflow tags
 LOCATION_TAGS = {"node_id": TAG_NODE_ID, "host": TAG_HOST, "node_ip": TAG_NODE_IP}
 

@@ -22,6 +22,7 @@ from benchmark.core.names import (
     TAG_PRIMARY,
     TAG_PROTOCOL,
     TAG_SPLIT_CHECKSUM,
+    TAG_SUPERSEDED,
     TAG_TASK,
     TAG_TEXT_FIELD,
 )
@@ -133,7 +134,12 @@ def collect(tracking_uri: str, experiments: list[str] | None = None, workdir: Pa
         r.info.run_id: r.data.tags.get(TAG_TEXT_FIELD, "text_rich") for r in _all_runs(client, ids, STAGE_TASK)
     }
     # tuning trials of repeated CV belong to one study per fold, not to one study per task: not drawn as histories
-    holdout_trials = [r for r in _all_runs(client, ids, STAGE_TRIAL) if TAG_FOLD not in r.data.tags]
+    # (a trial lost from Ray Tune's saved state by a kill is kept in MLflow as superseded: not drawn)
+    holdout_trials = [
+        r
+        for r in _all_runs(client, ids, STAGE_TRIAL)
+        if TAG_FOLD not in r.data.tags and r.data.tags.get(TAG_SUPERSEDED) != "true"
+    ]
     trials = _trial_frame(holdout_trials, text_fields)
     for line in skipped:
         log.warning("report: skipped %s", line)

@@ -270,6 +270,13 @@ class Tracker:
         )
         return [r.info.run_id for r in runs]
 
+    def runs(self, **tags: str) -> list:
+        """The runs with these tags (any status), as MLflow `Run`s."""
+        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        return _retry_locked(
+            lambda: self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=50000)
+        )
+
     def delete_open_runs(self, **tags: str) -> int:
         """Delete the runs with these tags still RUNNING: writes cut off when their process was killed (they
         are logged again whole, never twice). Returns how many."""

@@ -24,6 +24,7 @@ from benchmark.core.names import (
     TAG_STAGE,
     TAG_STATUS,
     TAG_STOPPED_EARLY,
+    TAG_SUPERSEDED,
     TAG_SYSTEM,
     TAG_TASK,
     TAG_TRIAL_ID,
@@ -127,6 +128,35 @@ class TrialCallback(Callback):
 
     def on_experiment_end(self, trials, **info):
         self.flush()
+        self.supersede_lost({t.trial_id for t in trials})
+
+    def supersede_lost(self, known: set[str]) -> int:
+        """Tag this experiment's trial runs that Ray Tune no longer knows as superseded; returns how many.
+
+        A driver killed outright (SIGKILL, a lost head) can have logged a finished trial that Tune's last saved
+        experiment state (written every ~10 s) does not list yet; the resumed search then never hears of it and
+        spends that budget on a new trial. The run stays in MLflow (it did finish: its validation numbers are
+        real) with `superseded` set, so per-fold trial counts and the report skip it."""
+        if self.tracker is None:
+            return 0
+        lost = 0
+        for task in self.parents:
+            scope = {TAG_RUN_UID: self.run_uid, TAG_TASK: task, TAG_STAGE: STAGE_TRIAL}
+            if self.system:
+                scope[TAG_SYSTEM] = self.system
+            for run in self.tracker.runs(**scope):
+                tags = run.data.tags
+                if tags.get(TAG_TRIAL_ID) in known or tags.get(TAG_SUPERSEDED) == "true":
+                    continue
+                note = tags.get(TAG_NOTE, "") + (
+                    " Superseded: the driver was killed before Ray Tune saved this trial in its state, so the "
+                    "resumed search replaced it (its numbers are kept here, not counted)."
+                )
+                self.tracker.log(run.info.run_id, tags={TAG_SUPERSEDED: "true", TAG_NOTE: note})
+                lost += 1
+        if lost and self.progress:
+            self.progress(f"  {lost} trial run(s) lost from Ray Tune's saved state are tagged superseded in MLflow")
+        return lost
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Callable
 
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from benchmark.cluster.ray_cluster import fitting_trials
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.names import OPTUNA_TUNE_TRIAL, TAG_SUPERSEDED
 from benchmark.tuning.space import SearchSpace
 from benchmark.tuning.trainable import FOLD_KEY, OBJECTIVE
 
@@ -47,6 +49,26 @@ class ResumableOptunaSearch(OptunaSearch):
     study while Tune's last checkpoint still lists it as running; Tune then runs it again and
     its reports must not crash the study.
     """
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        if config is not None and trial_id in self._ot_trials:  # which Tune trial (and MLflow run) this one is
+            self._ot_trials[trial_id].set_user_attr(OPTUNA_TUNE_TRIAL, trial_id)
+        return config
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore, then close the study's trials that the saved searcher never handed out.
+
+        A driver killed between an `ask` and Tune's next saved state leaves a RUNNING trial in the persistent
+        study that no resumed Tune trial will ever finish: it is failed (and marked), not left RUNNING."""
+        super().restore(checkpoint_path)
+        if self._storage is None or self._ot_study is None:
+            return
+        known = {t.number for t in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in known:
+                self._ot_study._storage.set_trial_user_attr(trial._trial_id, TAG_SUPERSEDED, True)
+                self._ot_study.tell(trial.number, state=TrialState.FAIL)
 
     def on_trial_result(self, trial_id, result):
         try:

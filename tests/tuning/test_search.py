@@ -92,3 +92,55 @@ def test_a_damaged_tune_state_is_refused_before_restore(tmp_path):
     (folder / "experiment_state-2026.json").unlink()
     with pytest.raises(BenchmarkError, match="missing"):
         check_tune_state(str(folder))
+
+
+def test_a_resumed_study_fails_the_trials_its_saved_searcher_never_handed_out(tmp_path):
+    """An `ask` after the last saved searcher state (a driver then killed) leaves a RUNNING Optuna trial no Tune
+    trial will finish: restoring closes it as FAIL, marked superseded; the trials handed out keep their Tune id."""
+    from benchmark.tuning.search import ResumableOptunaSearch
+    from benchmark.tuning.space import SearchSpace
+
+    space = SearchSpace(name="s", parameters={"loss/temperature": {"type": "float", "low": 0.03, "high": 0.2}})
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    def searcher():
+        return ResumableOptunaSearch(
+            space=space.define_by_run, metric=OBJECTIVE, mode="max", storage=storage, study_name="fold",
+            sampler=optuna.samplers.TPESampler(seed=0),
+        )  # fmt: skip
+
+    first = searcher()
+    first.suggest("t1")
+    first.on_trial_complete("t1", {OBJECTIVE: 0.5})
+    first.save(str(tmp_path / "saved.pkl"))
+    first.suggest("t2")  # asked after the save; then the driver is killed
+    resumed = searcher()
+    resumed.restore(str(tmp_path / "saved.pkl"))
+    trials = optuna.load_study(study_name="fold", storage=storage).trials
+    assert [(t.user_attrs.get("tune_trial_id"), t.state.name) for t in trials] == [("t1", "COMPLETE"), ("t2", "FAIL")]
+    assert [bool(t.user_attrs.get("superseded")) for t in trials] == [False, True]
+    resumed.suggest("t3")  # the resumed search goes on in the same study
+    assert optuna.load_study(study_name="fold", storage=storage).trials[-1].user_attrs["tune_trial_id"] == "t3"
+
+
+def test_finished_trial_runs_tune_no_longer_knows_are_tagged_superseded(tmp_path):
+    from benchmark.tracking.store import Tracker
+    from benchmark.tuning.callback import TrialCallback
+    from benchmark.tuning.space import SearchSpace
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "benchmark-lost")
+    parent = tracker.start_run("task", {"stage": "task"})
+    space = SearchSpace(name="s", parameters={"loss/temperature": {"type": "float", "low": 0.03, "high": 0.2}})
+    callback = TrialCallback(tracker, {"t": parent}, {"t": "recall_at_1"}, "uid", space, progress=None, system="sys")
+    for trial_id in ("kept", "lost"):
+        run = tracker.start_run(trial_id, {"run_uid": "uid", "task": "t", "stage": "trial", "system": "sys",
+                                           "trial_id": trial_id})  # fmt: skip
+        tracker.end(run)
+    other = tracker.start_run("x", {"run_uid": "uid", "task": "t", "stage": "trial",
+                                    "system": "other", "trial_id": "z"})  # fmt: skip
+    assert callback.supersede_lost({"kept"}) == 1
+    assert callback.supersede_lost({"kept"}) == 0  # once
+    tags = {r.data.tags["trial_id"]: r.data.tags for r in tracker.runs(stage="trial")}
+    assert tags["lost"]["superseded"] == "true" and "replaced it" in tags["lost"]["mlflow.note.content"]
+    assert "superseded" not in tags["kept"] and "superseded" not in tags["z"]  # another system's runs untouched
+    assert tracker.runs(trial_id="z")[0].info.run_id == other

@@ -28,11 +28,23 @@ from benchmark.core.errors import UnknownNameError
 from benchmark.perf.common import Report, _chembl_setup, _machine
 from benchmark.perf.encoding import section_cache, section_encoding
 from benchmark.perf.evaluation import section_bootstrap, section_evaluation
-from benchmark.perf.suite import section_cluster, section_suite
+from benchmark.perf.suite import section_cluster, section_suite, section_tuned_fold
 from benchmark.perf.training import section_graph, section_scaling, section_trial
 from benchmark.perf.tune import section_tune
 
-SECTIONS = ("trial", "graph", "tune", "cache", "encoding", "evaluation", "bootstrap", "scaling", "suite", "cluster")
+SECTIONS = (
+    "trial",
+    "graph",
+    "tune",
+    "tuned-fold",
+    "cache",
+    "encoding",
+    "evaluation",
+    "bootstrap",
+    "scaling",
+    "suite",
+    "cluster",
+)
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -78,6 +90,8 @@ def run_perf(
         section_graph(report, setup, repeats=repeats, epochs=epochs, device=device)
     if "tune" in sections:
         section_tune(report, setup, n_trials=tune_trials, epochs=epochs, eval_every=10)
+    if "tuned-fold" in sections:
+        section_tuned_fold(report, system="tuned-linear", task="random-global", data=data)
     if "cache" in sections:
         section_cache(report, data)
     if "encoding" in sections:

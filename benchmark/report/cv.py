@@ -41,6 +41,8 @@ from benchmark.tasks.specs import METRICS
 
 #: mean differences smaller than this are drawn as no difference in the heatmap (a setting of `report`)
 PRACTICAL_DIFFERENCE = 0.02
+#: the untuned configuration a tuned system's per-fold selection is measured against
+REFERENCE_SYSTEM = "paper-defaults"
 
 
 @dataclass
@@ -152,6 +154,26 @@ def importance_table(task: CVTask) -> tuple[list[str], list[list[str]]]:
         for param, s in params.items():
             low, high = s.get("ci_low", float("nan")), s.get("ci_high", float("nan"))
             rows.append([system, param, format_interval(s["mean"], low, high), str(int(s.get("n_folds", 0)))])
+    return header, rows
+
+
+def selection_table(task: CVTask, reference: str = REFERENCE_SYSTEM) -> tuple[list[str], list[list[str]]]:
+    """Per tuned system: on each test fold, its selected configuration minus `reference` (same fold, primary
+    metric) - the mean, how many folds it was ahead / tied / behind. Selection on ~250 inner-validation pairs
+    can pick a lucky configuration rather than a better one: this is what the selection earned on test."""
+    header = ["tuned system", f"minus {reference}: mean per fold", "ahead", "tied", "behind", "folds"]
+    part = task.scores[task.scores["key"] == task.primary]
+    wide = part.pivot_table(index=["repeat", "fold"], columns="system", values="value")
+    rows = []
+    for system in sorted(task.importance):
+        if system == reference or system not in wide or reference not in wide:
+            continue
+        diff = (wide[system] - wide[reference]).dropna()
+        if diff.empty:
+            continue
+        ahead, behind = int((diff > 1e-12).sum()), int((diff < -1e-12).sum())
+        rows.append([system, f"{diff.mean():+.3f}", str(ahead), str(len(diff) - ahead - behind), str(behind),
+                     str(len(diff))])  # fmt: skip
     return header, rows
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmark.core.formatting import format_interval
 from benchmark.evaluation.bootstrap import paired_bootstrap
 from benchmark.report.base import DIFFERENCES, PAPER_TABLE1, ReportData, Row
-from benchmark.report.cv import importance_table, leaderboard, method_note, pair_table
+from benchmark.report.cv import importance_table, leaderboard, method_note, pair_table, selection_table
 
 
 def _nan_low(value: float) -> float:
@@ -142,6 +142,10 @@ def _cv_markdown(data: ReportData, images: dict[str, str]) -> list[str]:
         if task.importance:
             out += ["Which tuned parameters mattered (fANOVA on each fold's study, over folds):", ""]
             out += [_md_table(*importance_table(task)), ""]
+            header, rows = selection_table(task)
+            if rows:
+                out += ["What per-fold selection earned on the test folds (the selected configuration against the "
+                        "untuned defaults, same fold):", "", _md_table(header, rows), ""]  # fmt: skip
         for name, caption in images.items():
             if name.startswith("cv_") and name.endswith(f"_{task.task}.png"):
                 out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
@@ -249,6 +253,8 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
             ]
             if task.importance:
                 parts.append(table(*importance_table(task)))
+                if selection_table(task)[1]:
+                    parts.append(table(*selection_table(task)))
             parts += [
                 figure(n, c) for n, c in images.items() if n.startswith("cv_") and n.endswith(f"_{task.task}.png")
             ]

@@ -57,18 +57,24 @@ class ResumableOptunaSearch(OptunaSearch):
         return config
 
     def restore(self, checkpoint_path: str) -> None:
-        """Restore, then close the study's trials that the saved searcher never handed out.
+        """Restore, then mark the study's trials that the saved searcher never handed out (superseded).
 
-        A driver killed between an `ask` and Tune's next saved state leaves a RUNNING trial in the persistent
-        study that no resumed Tune trial will ever finish: it is failed (and marked), not left RUNNING."""
+        A driver killed after an `ask` but before Tune's next saved state leaves a trial in the persistent study
+        that the resumed search does not know: RUNNING, it is failed and marked (never left RUNNING); already
+        finished (its result told), it cannot be changed, so its number is listed in the study's user attribute
+        `superseded` - its evaluation stays for TPE, but it is not one of the fold's budgeted trials."""
         super().restore(checkpoint_path)
         if self._storage is None or self._ot_study is None:
             return
         known = {t.number for t in self._ot_trials.values()}
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.number not in known:
+        lost = [t for t in self._ot_study.get_trials(deepcopy=False) if t.number not in known]
+        for trial in lost:
+            if trial.state == TrialState.RUNNING:
                 self._ot_study._storage.set_trial_user_attr(trial._trial_id, TAG_SUPERSEDED, True)
                 self._ot_study.tell(trial.number, state=TrialState.FAIL)
+        listed = set(self._ot_study.user_attrs.get(TAG_SUPERSEDED, []))
+        if lost:
+            self._ot_study.set_user_attr(TAG_SUPERSEDED, sorted(listed | {t.number for t in lost}))
 
     def on_trial_result(self, trial_id, result):
         try:

@@ -267,18 +267,19 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     )
     assert len(fits) == 2 * 2 * 3 and set(fits.values()) == {1}
     storage = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
-    finished = {
-        s.study_name: [
-            t.user_attrs.get("tune_trial_id")
-            for t in optuna.load_study(study_name=s.study_name, storage=storage).trials
-            if t.state.is_finished() and not t.user_attrs.get("superseded")
-        ]
+    studies = {
+        s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
         for s in optuna.get_all_study_summaries(storage)
     }
-    # each fold's study: exactly its budget, besides trials lost from Tune's state (failed, or kept as evaluations)
-    assert len(finished) == 3, finished
-    assert {len([i for i in tuned if i not in superseded]) for tuned in finished.values()} == {2}, finished
-    studies = [
-        optuna.load_study(study_name=s.study_name, storage=storage) for s in optuna.get_all_study_summaries(storage)
-    ]
-    assert not any(t.state.name == "RUNNING" for study in studies for t in study.trials)
+    # each fold's study: exactly its budget of trials Tune knows; those lost from its state are marked superseded
+    # (a RUNNING one failed, a finished one listed on the study), and every logged trial is one of the known
+    budgeted = {
+        name: [
+            t for t in study.trials if t.state.is_finished() and t.number not in study.user_attrs.get("superseded", [])
+        ]
+        for name, study in studies.items()
+    }
+    assert len(budgeted) == 3 and {len(t) for t in budgeted.values()} == {2}, budgeted
+    known = {t.user_attrs["tune_trial_id"] for kept in budgeted.values() for t in kept}
+    assert known == {r.data.tags["trial_id"] for r in trials} and not known & superseded
+    assert not any(t.state.name == "RUNNING" for study in studies.values() for t in study.trials)

@@ -113,14 +113,18 @@ def test_a_resumed_study_fails_the_trials_its_saved_searcher_never_handed_out(tm
     first.suggest("t1")
     first.on_trial_complete("t1", {OBJECTIVE: 0.5})
     first.save(str(tmp_path / "saved.pkl"))
-    first.suggest("t2")  # asked after the save; then the driver is killed
+    first.suggest("t2")  # after the save: t2 finishes, t3 is asked; then the driver is killed
+    first.on_trial_complete("t2", {OBJECTIVE: 0.7})
+    first.suggest("t3")
     resumed = searcher()
     resumed.restore(str(tmp_path / "saved.pkl"))
-    trials = optuna.load_study(study_name="fold", storage=storage).trials
-    assert [(t.user_attrs.get("tune_trial_id"), t.state.name) for t in trials] == [("t1", "COMPLETE"), ("t2", "FAIL")]
-    assert [bool(t.user_attrs.get("superseded")) for t in trials] == [False, True]
-    resumed.suggest("t3")  # the resumed search goes on in the same study
-    assert optuna.load_study(study_name="fold", storage=storage).trials[-1].user_attrs["tune_trial_id"] == "t3"
+    study = optuna.load_study(study_name="fold", storage=storage)
+    states = [(t.user_attrs.get("tune_trial_id"), t.state.name) for t in study.trials]
+    assert states == [("t1", "COMPLETE"), ("t2", "COMPLETE"), ("t3", "FAIL")]
+    assert [bool(t.user_attrs.get("superseded")) for t in study.trials] == [False, False, True]
+    assert study.user_attrs["superseded"] == [1, 2]  # t2 kept as an evaluation, but not one of the budget
+    resumed.suggest("t4")  # the resumed search goes on in the same study
+    assert optuna.load_study(study_name="fold", storage=storage).trials[-1].user_attrs["tune_trial_id"] == "t4"
 
 
 def test_finished_trial_runs_tune_no_longer_knows_are_tagged_superseded(tmp_path):

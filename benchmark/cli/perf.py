@@ -20,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (GPU rows are added when CUDA is present) or cuda")
     parser.add_argument(
         "--sections",
-        help="comma-separated subset (default: all) of trial, tune, cache, encoding, "
-        "evaluation, bootstrap, scaling, suite",
+        help=f"comma-separated subset (default: all) of {', '.join(SECTIONS)}",
     )
     parser.add_argument("--tune-trials", type=int, default=16)
     parser.add_argument("--max-pairs", type=int, default=100_000, help="largest evaluation / scaling size")

@@ -168,15 +168,16 @@ def section_tuned_fold(report: Report, *, system: str, task: str, data: str | No
     (the same data, space, budget and successive halving), run as a user runs a suite; per fold = run / folds."""
     source = tasks_dir()
     spec = read_yaml_mapping(source / f"{task}.yaml")
-    body = read_yaml_mapping(source / "systems.yaml")[system]
+    systems = read_yaml_mapping(source / "systems.yaml")
+    floor = "untrained-heads"  # a comparison needs two systems: the floor costs no training
     with tempfile.TemporaryDirectory() as tmp:
         folder, name = Path(tmp) / "tasks", f"{task}-1x{folds}"
         folder.mkdir()
         spec = {**spec, "name": name, "protocol": {**spec["protocol"], "folds": folds, "repeats": 1}}
-        suite = {"description": f"{system} on one repeat of {task}'s folds", "tasks": [name], "systems": [system]}
+        suite = {"description": f"{system} on {task}'s folds", "tasks": [name], "systems": [floor, system]}
         for file, content in (
             (f"{name}.yaml", spec),
-            ("systems.yaml", {system: body}),
+            ("systems.yaml", {k: systems[k] for k in (floor, system)}),
             ("suites.yaml", {"tuned-fold": {**suite, "eval_every": 10}}),
         ):
             (folder / file).write_text(yaml.safe_dump(content))

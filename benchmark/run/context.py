@@ -142,7 +142,9 @@ class RunSettings:
             return storage if is_uri(storage) else str(Path(storage).resolve())
         return str(self.output / "ray")
 
-    def study(self, name: str, space: SearchSpace, num_samples: int, asha: bool) -> StudySettings:
+    def study(
+        self, name: str, space: SearchSpace, num_samples: int, asha: bool, halving_factor: int = 2
+    ) -> StudySettings:
         """One Tune study's settings: the run's options over the suite's defaults."""
         options, suite = self.options, self.suite
         max_epochs = max(space.trial_config({}).optim.epochs, 1)
@@ -155,6 +157,7 @@ class RunSettings:
             cpus_per_trial=options.cpus_per_trial,
             gpus_per_trial=options.gpus_per_trial,
             asha=asha,
+            halving_factor=halving_factor,
             max_reports=-(-max_epochs // suite.eval_every),
             seed=options.seed,
             optuna_storage=f"sqlite:///{self.output / OPTUNA_FILE}",

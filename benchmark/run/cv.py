@@ -150,6 +150,7 @@ def search_summary(system: System, study: StudySettings, folds: FoldPlan, grid) 
     return {
         "configurations_per_fold": study.num_samples,
         "successive_halving": study.asha,
+        "halving_factor": study.halving_factor,
         "trials": sum(1 for r in grid if r.error is None and r.metrics),
         "stopped_early": len(stopped_early(grid, system.space)),
         "importance": summarize_importance(per_fold),

@@ -120,6 +120,7 @@ class SearchSummary(TypedDict):
 
     configurations_per_fold: int
     successive_halving: bool
+    halving_factor: NotRequired[int]  # the best 1 / factor of a rung goes on (absent before it was a setting)
     trials: int
     stopped_early: int
     importance: dict[str, FoldSummary]

@@ -130,6 +130,7 @@ def _run_cv_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset) -> 
             system.space,
             settings.options.num_samples or system.spec.num_samples,
             asha=halving and system.tuned,
+            halving_factor=system.spec.halving_factor,
         )
 
     return cv.run_group(ctx, group, dataset, systems, study_for)

@@ -165,6 +165,8 @@ class SystemSpec(Strict):
     num_samples: int = Field(1, ge=1)
     #: successive halving inside each fold (ASHA over validation reports): weak configurations stop at a rung
     successive_halving: bool = False
+    #: successive halving keeps the best 1 / halving_factor of a rung (rungs at 1, f, f^2, ... validation reports)
+    halving_factor: int = Field(2, ge=2)
 
 
 class SuiteSpec(Strict):

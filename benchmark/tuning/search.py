@@ -36,6 +36,7 @@ class StudySettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     asha: bool = False
+    halving_factor: int = 2
     max_reports: int = 10
     seed: int = 0
     optuna_storage: str | None = None
@@ -216,12 +217,24 @@ class PerFoldHalving(FIFOScheduler):
     A trial is compared only with trials of its own fold, at the same rung (number of validation reports,
     i.e. the same epoch), on that fold's inner validation side; Ray's ASHAScheduler alone would rank trials of
     different folds (different validation sets) against each other.
+
+    At the last rung a trial goes on to the full budget only if it is its fold's best there so far. Asynchronous
+    halving promotes generously while a rung holds few results (the first arrival always goes on), and more so
+    as TPE's proposals improve: on 5 folds of random-global with the default suite's space (factor 4), 4.6
+    configurations per fold ran all 100 epochs where 2 of 32 were meant to, 55% of the search's compute. With
+    the rule the number is the count of running records among the arrivals (about ln n + 0.6 for n in random
+    order, more when later proposals are better).
     """
 
     def __init__(self, **asha):
         super().__init__()
         self.asha = asha
         self.per_fold: dict[str, ASHAScheduler] = {}
+        factor, top = asha["reduction_factor"], asha["grace_period"]
+        while top * factor < asha["max_t"]:
+            top *= factor
+        self.top_rung = top if top < asha["max_t"] else None  # no rung below the full budget: no rule
+        self.best_at_top: dict[str, float] = {}
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # metric and mode are given to each fold's scheduler (OBJECTIVE, max)
@@ -236,7 +249,14 @@ class PerFoldHalving(FIFOScheduler):
         self._of(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        return self._of(trial).on_trial_result(tune_controller, trial, result)
+        decision = self._of(trial).on_trial_result(tune_controller, trial, result)
+        value = result.get(OBJECTIVE)
+        if self.top_rung is None or result.get(self.asha["time_attr"]) != self.top_rung or value is None:
+            return decision
+        fold = (trial.config or {}).get(FOLD_KEY, "")
+        best = self.best_at_top.get(fold)
+        self.best_at_top[fold] = value if best is None else max(best, value)
+        return FIFOScheduler.STOP if best is not None and value < best else decision
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         self._of(trial).on_trial_complete(tune_controller, trial, result)
@@ -248,9 +268,14 @@ class PerFoldHalving(FIFOScheduler):
         return "successive halving per fold: " + "; ".join(f"{f}: {s.debug_string()}" for f, s in self.per_fold.items())
 
 
-def halving(max_reports: int, folds: list[str] | None):
-    """Successive halving over validation reports: rungs at 1, 2, 4, ... reports, the best half goes on."""
-    asha = {"time_attr": "training_iteration", "max_t": max(max_reports, 1), "grace_period": 1, "reduction_factor": 2}
+def halving(max_reports: int, folds: list[str] | None, factor: int = 2):
+    """Successive halving over validation reports: rungs at 1, f, f^2, ... reports, the best 1/f goes on."""
+    asha = {
+        "time_attr": "training_iteration",
+        "max_t": max(max_reports, 1),
+        "grace_period": 1,
+        "reduction_factor": factor,
+    }
     return PerFoldHalving(**asha) if folds else ASHAScheduler(**asha)  # Tune gives it the metric and mode
 
 
@@ -344,7 +369,7 @@ def make_tuner(
     if settings.time_budget_s:
         searcher = BudgetSearch(searcher, settings.time_budget_s)
     num_samples = settings.num_samples * len(folds) if folds else settings.num_samples
-    scheduler = halving(settings.max_reports, folds) if settings.asha else None
+    scheduler = halving(settings.max_reports, folds, settings.halving_factor) if settings.asha else None
     return tune.Tuner(
         wrapped,
         tune_config=tune.TuneConfig(

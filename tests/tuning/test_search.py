@@ -148,3 +148,27 @@ def test_finished_trial_runs_tune_no_longer_knows_are_tagged_superseded(tmp_path
     assert tags["lost"]["superseded"] == "true" and "replaced it" in tags["lost"]["mlflow.note.content"]
     assert "superseded" not in tags["kept"] and "superseded" not in tags["z"]  # another system's runs untouched
     assert tracker.runs(trial_id="z")[0].info.run_id == other
+
+
+def test_only_a_folds_best_so_far_goes_on_from_the_last_rung():
+    """Rungs at 1, 4, 16 reports of 20: at 16, plain ASHA lets the third trial go on (above its 75th percentile);
+    the incumbent rule stops it (below the fold's best there); another fold's trials do not count."""
+    asha = {"time_attr": "training_iteration", "max_t": 20, "grace_period": 1, "reduction_factor": 4}
+    scheduler, plain = PerFoldHalving(**asha), ASHAScheduler(metric=OBJECTIVE, mode="max", **asha)
+    assert scheduler.top_rung == 16
+    t1, t2, t3, other = trial("t1", "r0f0"), trial("t2", "r0f0"), trial("t3", "r0f0"), trial("o", "r0f1")
+    for t in (t1, t2, t3, other):
+        scheduler.on_trial_add(None, t)
+        plain.on_trial_add(None, t)
+    verdicts = {}
+    for t, low, top in ((t1, 0.5, 0.5), (other, 0.6, 0.6), (t2, 0.9, 0.1), (t3, 0.95, 0.45)):
+        for rung in (1, 4):
+            assert report(scheduler, t, low, rung) == TrialScheduler.CONTINUE
+            if t is not other:
+                report(plain, t, low, rung)
+        verdicts[t.trial_id] = (report(scheduler, t, top, 16), None if t is other else report(plain, t, top, 16))
+    assert verdicts["t1"] == (TrialScheduler.CONTINUE, TrialScheduler.CONTINUE)
+    assert verdicts["o"][0] == TrialScheduler.CONTINUE  # first in its own fold (0.6 > 0.5 elsewhere: not counted)
+    assert verdicts["t3"] == (TrialScheduler.STOP, TrialScheduler.CONTINUE)  # 0.45: above ASHA's cutoff, below 0.5
+    assert scheduler.best_at_top == {"r0f0": 0.5, "r0f1": 0.6}
+    assert PerFoldHalving(**{**asha, "max_t": 1}).top_rung is None

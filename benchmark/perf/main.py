@@ -61,7 +61,10 @@ def run_perf(
     device: str = "cpu",
     suite: str = "default",
     cluster_suite: str = "quick",
+    tuned_fold: tuple[str, str, str] = ("untrained-heads", "tuned-linear", "random-global"),
 ) -> str:
+    """Run the chosen sections and write the report. `tuned_fold`: (floor system, tuned system, task) of the
+    tuned-fold section, read from the task folder."""
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise UnknownNameError("perf section", unknown[0], list(SECTIONS))
@@ -91,7 +94,8 @@ def run_perf(
     if "tune" in sections:
         section_tune(report, setup, n_trials=tune_trials, epochs=epochs, eval_every=10)
     if "tuned-fold" in sections:
-        section_tuned_fold(report, system="tuned-linear", task="random-global", data=data)
+        floor, system, task = tuned_fold
+        section_tuned_fold(report, system=system, task=task, floor=floor, data=data)
     if "cache" in sections:
         section_cache(report, data)
     if "encoding" in sections:

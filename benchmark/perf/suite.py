@@ -163,13 +163,13 @@ def section_cluster(report: Report, *, suite: str, data: str | None) -> None:
 
 
 # ------------------------------------------------------------------------------------- tuned fold
-def section_tuned_fold(report: Report, *, system: str, task: str, data: str | None, folds: int = 5) -> None:
+def section_tuned_fold(report: Report, *, system: str, task: str, floor: str, data: str | None, folds: int = 5) -> None:
     """What one outer fold's search costs: the default suite's tuned system on one repeat of a task's folds
     (the same data, space, budget and successive halving), run as a user runs a suite; per fold = run / folds."""
     source = tasks_dir()
     spec = read_yaml_mapping(source / f"{task}.yaml")
     systems = read_yaml_mapping(source / "systems.yaml")
-    floor = "untrained-heads"  # a comparison needs two systems: the floor costs no training
+    # a suite compares at least two systems: `floor` is one that costs no training
     with tempfile.TemporaryDirectory() as tmp:
         folder, name = Path(tmp) / "tasks", f"{task}-1x{folds}"
         folder.mkdir()

@@ -91,6 +91,18 @@ def prepare(dataset: PairDataset, folds: FoldPlan, systems: list[System], text_f
     return tuning, final
 
 
+def inputs_cut(prepared) -> dict[str, dict[str, int]]:
+    """Encoder name -> {"cut": items longer than it reads, "of": items it encoded}, over prepared TrialData
+    (encoders without a limit say None: not listed)."""
+    out: dict[str, dict[str, int]] = {}
+    for data in prepared:
+        for side, matrix in (("molecule", data.mol_features), ("text", data.text_features)):
+            encoder = data.encoders[side]
+            if encoder.get("truncated") is not None:
+                out[encoder["name"]] = {"cut": int(encoder["truncated"]), "of": int(matrix.shape[0])}
+    return out
+
+
 # ---- stages 3 and 4: tune per fold, select per task ----------------------------------------------------------------
 def tune(
     system: System,
@@ -285,6 +297,7 @@ def run_group(
         for t in group
     }
     logger = FoldLogger(ctx.tracker, state.run_uid, parents, ctx.compute, group, dataset, folds, systems)
+    logger.inputs_cut = inputs_cut(tuning.values())
     jobs: list[FitJob] = []
     for system in systems:
         if ctx.stop.requested:

@@ -106,6 +106,7 @@ class FoldLogger:
         self.chosen: dict[tuple[str, str], dict] = {}
         self.seconds: dict[str, float] = {"train": 0.0, "eval": 0.0}
         self.search: dict[str, SearchSummary] = {}  # tuned systems: how they searched (cv.search_summary)
+        self.inputs_cut: dict[str, dict[str, int]] = {}  # encoder -> items it cut, of items (cv.inputs_cut)
         self._restore()
 
     def system_run(self, task: TaskSpec, system: System) -> str:
@@ -282,7 +283,7 @@ class FoldLogger:
             "protocol": task.protocol.model_dump(),
             "primary_metric": task.primary_key,
             "leaky": task.leaky,
-            "dataset": self.dataset.summary(),
+            "dataset": {**self.dataset.summary(), **({"cut_by_encoder": self.inputs_cut} if self.inputs_cut else {})},
             "folds": self.folds.summary(),
             "systems": systems,
             "failed_fits": failures,

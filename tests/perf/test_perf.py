@@ -12,14 +12,33 @@ from benchmark.perf.main import SECTIONS, run_perf
 pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
 
 
-def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_local, monkeypatch):
+#: every section but `cluster` (it starts a multi-node cluster: measured by hand for the README, and the same
+#: cluster runs are what tests/cluster/test_cluster.py checks), in two halves that xdist runs side by side
+HALVES = {
+    "training": (
+        ("trial", "graph", "tune", "tuned-fold"),
+        ("## One bridge trial (cpu)", "## Graph encoder trial (cpu)", "## Ray Tune overhead",
+         "## One tuned fold: `perfcv-tuned` on `perfcv-global`"),
+    ),
+    "evaluation": (
+        ("cache", "encoding", "evaluation", "bootstrap", "scaling", "suite"),
+        ("## Embedding cache", "## Text encoding throughput", "## Evaluation: ranking both directions",
+         "## Bootstrap", "## How cost grows", "## Whole suite: `run --suite perfcv`"),
+    ),
+}  # fmt: skip
+
+
+def test_the_halves_cover_every_section_but_cluster():
+    assert sorted(s for sections, _ in HALVES.values() for s in sections) == sorted(set(SECTIONS) - {"cluster"})
+
+
+@pytest.mark.parametrize("half", sorted(HALVES))
+def test_perf_runs_every_section_and_writes_the_report(half, tiny_csv, tmp_path, ray_local, monkeypatch):
     from suite_helpers import write_cv_suite
 
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(write_cv_suite(tmp_path / "tasks", tiny_csv, name="perfcv")))
     out = tmp_path / "reports" / "perf.md"
-    # every section but `cluster` (it starts a multi-node cluster: measured by hand for the README, and the same
-    # cluster runs are what tests/test_cluster.py checks)
-    sections = tuple(s for s in SECTIONS if s != "cluster")
+    sections, headings = HALVES[half]
     text = run_perf(
         data=str(tiny_csv),
         repeats=1,
@@ -30,25 +49,18 @@ def test_perf_runs_every_section_and_writes_the_report(tiny_csv, tmp_path, ray_l
         max_pairs=700,
         compare_pairs=300,
         suite="perfcv",
+        tuned_fold=("perfcv-untrained", "perfcv-tuned", "perfcv-global"),
     )
     assert out.read_text() == text
-    for heading in (
-        "## One bridge trial (cpu)",
-        "## Ray Tune overhead",
-        "## Embedding cache",
-        "## Text encoding throughput",
-        "## Evaluation: ranking both directions",
-        "## Bootstrap",
-        "## How cost grows",
-        "## Whole suite: `run --suite perfcv`",
-        "## Graph encoder trial (cpu)",
-        "## Targets",
-    ):
+    for heading in (*headings, "## Targets"):
         assert heading in text
-    assert "identical ranks in this run: True" in text
-    assert "| 2 | 0 | 0.000 |" in text  # the second preparation encodes nothing
-    assert "| 2/2 |" in text  # both Tune trials finished
-    assert (out.parent / "perf_scaling.png").stat().st_size > 1000
+    if half == "evaluation":
+        assert "identical ranks in this run: True" in text
+        assert "| 2 | 0 | 0.000 |" in text  # the second preparation encodes nothing
+        assert (out.parent / "perf_scaling.png").stat().st_size > 1000
+    else:
+        assert "| 2/2 |" in text  # both Tune trials finished
+        assert "| 2 | 10 | 0 |" in text  # tuned fold: 2 configurations per fold, 2 x 5 folds, none stopped early
 
 
 def test_perf_refuses_unknown_sections(tmp_path):

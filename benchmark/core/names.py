@@ -34,6 +34,8 @@ TAG_STOPPED_EARLY = "stopped_early"  # a trial that successive halving stopped a
 TAG_SUPERSEDED = "superseded"  # a trial a kill lost from Ray Tune's saved state: the resumed search replaced it
 TAG_ATTEMPTS = "attempts"  # 2 or more: retried after a lost node or a killed worker
 OPTUNA_TUNE_TRIAL = "tune_trial_id"  # user attribute of an Optuna trial: the Ray Tune trial it configured
+OPTUNA_INTERRUPTED = "interrupted"  # user attribute of an Optuna trial a stop failed (a resume trains it again)
+OPTUNA_RERUN_OF = "rerun_of"  # user attribute: the number of the interrupted trial whose rerun this one records
 #: keys of cluster.where_am_i() -> their MLflow tags
 LOCATION_TAGS = {"node_id": TAG_NODE_ID, "host": TAG_HOST, "node_ip": TAG_NODE_IP}
 

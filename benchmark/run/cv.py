@@ -41,7 +41,7 @@ from benchmark.tuning.callback import TrialCallback
 from benchmark.tuning.importance import fold_importances
 from benchmark.tuning.importance import summarize as summarize_importance
 from benchmark.tuning.outcome import StudyOutcome
-from benchmark.tuning.search import StudySettings, make_tuner
+from benchmark.tuning.search import StudySettings, close_interrupted, make_tuner
 from benchmark.tuning.trainable import (
     OBJECTIVE,
     TrialPayload,
@@ -145,6 +145,7 @@ def tune(
         tuner, callback, planned, study.time_budget_s, stop=stop, compute=compute, progress=progress
     )
     if stop.requested:
+        close_interrupted(study.optuna_storage, [f"{study.name}-{f.name}" for f in folds.folds])
         raise StopRequested(
             f"tuning {system.name}: {outcome.finished} of {outcome.planned} trials finished, "
             f"{len(outcome.interrupted)} interrupted"

@@ -40,7 +40,7 @@ from benchmark.tracking.store import (
 )
 from benchmark.training.trial import prepare_trial_data
 from benchmark.tuning.callback import TrialCallback
-from benchmark.tuning.search import make_tuner
+from benchmark.tuning.search import close_interrupted, make_tuner
 from benchmark.tuning.space import load_search_space
 from benchmark.tuning.trainable import TrialPayload, bridge_trainable, select_best, stopped_early
 
@@ -234,6 +234,8 @@ def _run_holdout_group(ctx: RunContext, key: str, group: list[TaskSpec], dataset
         compute=ctx.compute,
         progress=progress,
     )
+    if ctx.stop.requested:  # no Optuna trial stays RUNNING: the interrupted ones are failed, rerun on --resume
+        close_interrupted(settings.optuna_storage, [settings.name])
     finals: dict[str, FinalOutcome] = {}
     results = {}
     for task in group:

@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from benchmark.cluster.ray_cluster import fitting_trials
 from benchmark.core.errors import BenchmarkError
-from benchmark.core.names import OPTUNA_TUNE_TRIAL, TAG_SUPERSEDED
+from benchmark.core.names import OPTUNA_INTERRUPTED, OPTUNA_RERUN_OF, OPTUNA_TUNE_TRIAL, TAG_SUPERSEDED
 from benchmark.tuning.space import SearchSpace
 from benchmark.tuning.trainable import FOLD_KEY, OBJECTIVE
 
@@ -48,7 +49,9 @@ class ResumableOptunaSearch(OptunaSearch):
 
     A trial that finished just before an interruption may already be closed in the Optuna
     study while Tune's last checkpoint still lists it as running; Tune then runs it again and
-    its reports must not crash the study.
+    its reports must not crash the study. A trial a stop interrupted was failed then (marked
+    `interrupted`, see `close_interrupted`); its rerun's result joins the study as a new COMPLETE
+    trial with the same parameters (`rerun_of` its number), so TPE and fANOVA see it.
     """
 
     def suggest(self, trial_id: str):
@@ -84,10 +87,48 @@ class ResumableOptunaSearch(OptunaSearch):
             log.debug("trial %s already closed in the Optuna study", trial_id)
 
     def on_trial_complete(self, trial_id, result=None, error=False):
-        try:
+        try:  # (OptunaSearch logs, and does not raise, when its `tell` finds the trial closed)
             super().on_trial_complete(trial_id, result, error)
         except UpdateFinishedTrialError:
             self._completed_trials.add(trial_id)
+        if self._storage is not None:
+            self._record_rerun(trial_id, result, error)
+
+    def _record_rerun(self, trial_id: str, result: dict | None, error: bool) -> None:
+        value = (result or {}).get(self._metric)
+        if error or value is None or trial_id not in self._ot_trials:
+            return
+        closed = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+        if closed.state != TrialState.FAIL or not closed.user_attrs.get(OPTUNA_INTERRUPTED):
+            return  # closed by its own result before the interruption: recorded already
+        if any(t.user_attrs.get(OPTUNA_RERUN_OF) == closed.number for t in self._ot_study.get_trials(deepcopy=False)):
+            return  # its rerun is in the study already
+        attrs = {k: v for k, v in closed.user_attrs.items() if k != OPTUNA_INTERRUPTED}
+        self._ot_study.add_trial(
+            create_trial(
+                params=closed.params,
+                distributions=closed.distributions,
+                value=value,
+                user_attrs={**attrs, OPTUNA_RERUN_OF: closed.number},
+            )
+        )
+
+
+def close_interrupted(storage: str | None, study_names: list[str]) -> int:
+    """After a stop: fail the studies' RUNNING trials, marked `interrupted` (an Optuna study is never left with
+    RUNNING trials); a resumed run trains them again under the same Tune trial and records the result as a new
+    trial (`ResumableOptunaSearch`). Returns how many."""
+    closed = 0
+    for name in study_names if storage else []:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:  # never created (the stop came first)
+            continue
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(trial._trial_id, OPTUNA_INTERRUPTED, True)
+            study.tell(trial.number, state=TrialState.FAIL)
+            closed += 1
+    return closed
 
 
 class BudgetSearch(Searcher):
@@ -326,7 +367,6 @@ def make_tuner(
     folds: list[str] | None = None,
 ):
     """A Tuner (or a restored one) with seeded TPE through OptunaSearch and optional ASHA."""
-    import optuna  # optuna: imported only when a study is read
     from ray import tune  # ray: heavy, imported only when a study or cluster is used
 
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}

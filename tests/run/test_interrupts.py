@@ -80,8 +80,9 @@ def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
     counts = results["tasks"]["slow-global"]["trials"]
     assert counts["finished"] >= 1 and counts["finished"] + counts["interrupted"] < 4 + 1
     assert "final" not in results["tasks"]["slow-global"]  # no unfinished trial selected, no final after Ctrl-C
-    optuna = optuna_states(slow_suite)
-    assert optuna.get("COMPLETE", 0) == counts["finished"] and optuna.get("RUNNING", 0) == counts["interrupted"]
+    optuna = optuna_states(slow_suite)  # interrupted trials failed (marked), never left RUNNING
+    assert optuna.get("COMPLETE", 0) == counts["finished"] and optuna.get("FAIL", 0) == counts["interrupted"]
+    assert "RUNNING" not in optuna
     assert stages(slow_suite)["trial"] == 2 * counts["finished"]  # two tasks share each trial
     assert "RUNNING" not in mlflow_status(slow_suite)
 
@@ -89,7 +90,15 @@ def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
         slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert optuna_states(slow_suite) == {"COMPLETE": 4}
+    # the budget of 4 completed, the interrupted trials' reruns among them (same parameters, `rerun_of` set)
+    assert optuna_states(slow_suite) == {
+        "COMPLETE": 4,
+        **({"FAIL": counts["interrupted"]} if counts["interrupted"] else {}),
+    }
+    reruns = sql(
+        slow_suite["out"] / "optuna.db", "select 'n', count(*) from trial_user_attributes where key = 'rerun_of'"
+    )
+    assert reruns.get("n", 0) == counts["interrupted"]
     assert stages(slow_suite) == {"task": 2, "trial": 8, "final": 2}
     assert set(mlflow_status(slow_suite)) == {"FINISHED"}
     metrics_before = sql(slow_suite["db"], "select 'n', count(*) from metrics")
@@ -200,4 +209,4 @@ def test_sigterm_to_the_process_group_stops_like_a_first_ctrl_c(slow_suite):
     assert "--resume" in log.split("resume with: ")[-1]
     counts = json.loads((slow_suite["out"] / "results.json").read_text())["tasks"]["slow-global"]["trials"]
     assert counts["finished"] >= 1 and optuna_states(slow_suite).get("COMPLETE", 0) == counts["finished"]
-    assert "RUNNING" not in mlflow_status(slow_suite)
+    assert "RUNNING" not in optuna_states(slow_suite) and "RUNNING" not in mlflow_status(slow_suite)

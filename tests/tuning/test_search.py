@@ -172,3 +172,32 @@ def test_only_a_folds_best_so_far_goes_on_from_the_last_rung():
     assert verdicts["t3"] == (TrialScheduler.STOP, TrialScheduler.CONTINUE)  # 0.45: above ASHA's cutoff, below 0.5
     assert scheduler.best_at_top == {"r0f0": 0.5, "r0f1": 0.6}
     assert PerFoldHalving(**{**asha, "max_t": 1}).top_rung is None
+
+
+def test_a_stop_fails_running_trials_and_their_rerun_joins_the_study(tmp_path):
+    """No Optuna trial stays RUNNING after a stop; the resumed run's result for it is a new COMPLETE trial with the
+    same parameters (`rerun_of`), and a trial that had finished on its own is not recorded twice."""
+    from benchmark.tuning.search import ResumableOptunaSearch, close_interrupted
+    from benchmark.tuning.space import SearchSpace
+
+    space = SearchSpace(name="s", parameters={"loss/temperature": {"type": "float", "low": 0.03, "high": 0.2}})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = ResumableOptunaSearch(
+        space=space.define_by_run, metric=OBJECTIVE, mode="max", storage=optuna.storages.RDBStorage(url),
+        study_name="fold", sampler=optuna.samplers.TPESampler(seed=0),
+    )  # fmt: skip
+    searcher.suggest("done")
+    searcher.on_trial_complete("done", {OBJECTIVE: 0.4})
+    searcher.suggest("cut")
+    assert close_interrupted(url, ["fold", "never-created"]) == 1
+    study = optuna.load_study(study_name="fold", storage=url)
+    assert [(t.state.name, t.user_attrs.get("interrupted")) for t in study.trials] == [
+        ("COMPLETE", None),
+        ("FAIL", True),
+    ]
+    searcher.on_trial_complete("cut", {OBJECTIVE: 0.6})  # the resumed run trained it again
+    searcher.on_trial_complete("done", {OBJECTIVE: 0.4})  # re-run by Tune after a restore: closed already
+    trials = optuna.load_study(study_name="fold", storage=url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].value == 0.6 and trials[2].params == trials[1].params
+    assert trials[2].user_attrs == {"tune_trial_id": "cut", "rerun_of": 1}

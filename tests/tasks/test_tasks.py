@@ -133,7 +133,12 @@ def test_protocols_of_the_shipped_tasks_and_systems():
     from benchmark.tasks.specs import get_system
 
     default = get_suite("default")
-    assert len(default.systems) >= 4 and {"untrained-heads", "paper-defaults", "tuned-linear"} <= set(default.systems)
+    assert {"untrained-heads", "paper-defaults", "tuned-linear"} <= set(default.systems)
+    searched = get_system("tuned-linear")  # issue 22: a search worth the name inside every fold
+    assert searched.num_samples >= 32 and searched.successive_halving
+    search = get_suite("search")  # the rivals tuned on the same footing
+    assert {"second-order", "tuned-second-order", "gin", "tuned-gin"} <= set(search.systems)
+    assert all(get_system(s).successive_halving for s in ("tuned-second-order", "tuned-gin"))
     for name in default.tasks:
         protocol = get_task(name).protocol
         assert protocol.is_cv and (protocol.folds, protocol.repeats) == (5, 5)

@@ -253,8 +253,9 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
             ]
             if task.importance:
                 parts.append(table(*importance_table(task)))
-                if selection_table(task)[1]:
-                    parts.append(table(*selection_table(task)))
+                header, rows = selection_table(task)
+                if rows:
+                    parts.append(table(header, rows))
             parts += [
                 figure(n, c) for n, c in images.items() if n.startswith("cv_") and n.endswith(f"_{task.task}.png")
             ]

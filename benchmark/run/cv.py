@@ -297,8 +297,9 @@ def run_group(
         t.name: ctx.parent_run(t, dataset, {TAG_PROTOCOL: REPEATED_CV, TAG_FOLDS_CHECKSUM: folds.checksum})
         for t in group
     }
-    logger = FoldLogger(ctx.tracker, state.run_uid, parents, ctx.compute, group, dataset, folds, systems)
-    logger.inputs_cut = inputs_cut(tuning.values())
+    logger = FoldLogger(
+        ctx.tracker, state.run_uid, parents, ctx.compute, group, dataset, folds, systems, inputs_cut(tuning.values())
+    )
     jobs: list[FitJob] = []
     for system in systems:
         if ctx.stop.requested:

@@ -97,6 +97,7 @@ class FoldLogger:
         dataset: PairDataset,
         folds: FoldPlan,
         systems: list[System],
+        inputs_cut: dict[str, dict[str, int]] | None = None,
     ):
         self.group, self.dataset, self.folds, self.systems = group, dataset, folds, systems
         self.tracker, self.uid, self.parents, self.compute = tracker, run_uid, parents, compute
@@ -106,7 +107,7 @@ class FoldLogger:
         self.chosen: dict[tuple[str, str], dict] = {}
         self.seconds: dict[str, float] = {"train": 0.0, "eval": 0.0}
         self.search: dict[str, SearchSummary] = {}  # tuned systems: how they searched (cv.search_summary)
-        self.inputs_cut: dict[str, dict[str, int]] = {}  # encoder -> items it cut, of items (cv.inputs_cut)
+        self.inputs_cut = inputs_cut or {}  # encoder -> items it cut, of items (cv.inputs_cut)
         self._restore()
 
     def system_run(self, task: TaskSpec, system: System) -> str:

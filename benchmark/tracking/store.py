@@ -255,27 +255,28 @@ class Tracker:
             if tags.get(key) != value:
                 _retry_locked(lambda k=key, v=value: self.client.set_experiment_tag(self._experiment_id, k, v))
 
-    def find_run(self, **tags: str) -> str | None:
-        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        runs = _retry_locked(
-            lambda: self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1)
+    def _search(self, tags: dict[str, str], *, running: bool = False, max_results: int = 50000) -> list:
+        """MLflow `Run`s of this experiment with these tags (only RUNNING ones with `running`)."""
+        clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()] + (
+            ["attributes.status = 'RUNNING'"] if running else []
         )
+        return _retry_locked(
+            lambda: self.client.search_runs(
+                [self.experiment_id], filter_string=" and ".join(clauses), max_results=max_results
+            )
+        )
+
+    def find_run(self, **tags: str) -> str | None:
+        runs = self._search(tags, max_results=1)
         return runs[0].info.run_id if runs else None
 
     def open_runs(self, **tags: str) -> list[str]:
         """Ids of the runs with these tags that are still RUNNING."""
-        clauses = " and ".join([f"tags.`{k}` = '{v}'" for k, v in tags.items()] + ["attributes.status = 'RUNNING'"])
-        runs = _retry_locked(
-            lambda: self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=5000)
-        )
-        return [r.info.run_id for r in runs]
+        return [r.info.run_id for r in self._search(tags, running=True, max_results=5000)]
 
     def runs(self, **tags: str) -> list:
         """The runs with these tags (any status), as MLflow `Run`s."""
-        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        return _retry_locked(
-            lambda: self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=50000)
-        )
+        return self._search(tags)
 
     def delete_open_runs(self, **tags: str) -> int:
         """Delete the runs with these tags still RUNNING: writes cut off when their process was killed (they

@@ -76,8 +76,8 @@ class ResumableOptunaSearch(OptunaSearch):
             if trial.state == TrialState.RUNNING:
                 self._ot_study._storage.set_trial_user_attr(trial._trial_id, TAG_SUPERSEDED, True)
                 self._ot_study.tell(trial.number, state=TrialState.FAIL)
-        listed = set(self._ot_study.user_attrs.get(TAG_SUPERSEDED, []))
         if lost:
+            listed = set(self._ot_study.user_attrs.get(TAG_SUPERSEDED, []))
             self._ot_study.set_user_attr(TAG_SUPERSEDED, sorted(listed | {t.number for t in lost}))
 
     def on_trial_result(self, trial_id, result):

@@ -1,27 +1,34 @@
-"""Shared fixtures: the real ChEMBL snapshot (from ../shared), tiny pair files, an isolated cache."""
+"""Shared fixtures: the real ChEMBL snapshot (from ../shared), tiny pair files, an isolated cache, one tiny run."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = REPO.parent / "shared" / "data" / "chembl" / "approved_drug_mechanisms.csv"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def session_folder(tmp_path_factory, name: str):
+    """A folder of this test session: under pytest-xdist, one that every worker of the session shares."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / name
+        root.mkdir(exist_ok=True)
+        return root
+    return tmp_path_factory.mktemp(name)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Every test writes embeddings to a session-private cache, never the user's. Under pytest-xdist the workers of
     one session share it (cache files are written atomically), so each text is encoded once per session."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = tmp_path_factory.getbasetemp().parent / "cache"
-        root.mkdir(exist_ok=True)
-    else:
-        root = tmp_path_factory.mktemp("cache")
+    root = session_folder(tmp_path_factory, "cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENCHMARK_CACHE", str(root))
         yield root
@@ -97,3 +104,35 @@ def tiny_suite(tiny_suite_folder):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENCHMARK_TASKS_DIR", str(folder))
         yield folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_suite_folder, tmp_path_factory):
+    """One `run` of the tiny suite per test session, for the tests that only read what it logged and wrote (its
+    MLflow store, results.json, progress lines): under pytest-xdist the first worker to ask runs it, the others wait
+    on a file lock, then read it. A test that changes a store works on a copy, or runs its own."""
+    import ray
+
+    from benchmark.run.options import RunOptions
+    from benchmark.run.suite import run_suite
+
+    root = session_folder(tmp_path_factory, "tiny-run")
+    done = root / "done.json"
+    with FileLock(str(root / "run.lock")):
+        if not done.exists():
+            lines: list[str] = []
+            started_ray = not ray.is_initialized()
+            if started_ray:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            try:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setenv("BENCHMARK_TASKS_DIR", str(tiny_suite_folder))
+                    uri, out = f"sqlite:///{root / 'mlflow.db'}", str(root / "out")
+                    options = RunOptions(suite="tiny", tracking_uri=uri, output=out, allow_download=False)
+                    results = run_suite(options, progress=lines.append)
+            finally:
+                if started_ray:
+                    ray.shutdown()
+            done.write_text(json.dumps({"results": results, "progress": lines}))
+    saved = json.loads(done.read_text())
+    return {"uri": f"sqlite:///{root / 'mlflow.db'}", "out": root / "out", **saved}

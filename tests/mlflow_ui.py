@@ -24,6 +24,11 @@ HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--
             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
+#: a tracking server as the tests need it: MLflow 3 also starts a job runner and seven `huey` consumers (GenAI jobs)
+#: per server, eight Python processes (about 15 s of CPU) that no test uses
+SERVER_ENV = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,6 +58,7 @@ def open_views(store: str, experiment_id: str, views: list[str], folder: Path) -
         stdout=subprocess.DEVNULL,
         stderr=open(log, "w"),
         start_new_session=True,
+        env=SERVER_ENV,
     )
     artifacts = Path(os.environ.get("BENCHMARK_TEST_ARTIFACTS", folder))
     artifacts.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,10 @@ def run_perf(
     suite: str = "default",
     cluster_suite: str = "quick",
     tuned_fold: tuple[str, str, str] = ("untrained-heads", "tuned-linear", "random-global"),
+    tuned_fold_folds: int = 5,
 ) -> str:
     """Run the chosen sections and write the report. `tuned_fold`: (floor system, tuned system, task) of the
-    tuned-fold section, read from the task folder."""
+    tuned-fold section, read from the task folder, run on `tuned_fold_folds` folds of one repeat."""
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise UnknownNameError("perf section", unknown[0], list(SECTIONS))
@@ -95,7 +96,7 @@ def run_perf(
         section_tune(report, setup, n_trials=tune_trials, epochs=epochs, eval_every=10)
     if "tuned-fold" in sections:
         floor, system, task = tuned_fold
-        section_tuned_fold(report, system=system, task=task, floor=floor, data=data)
+        section_tuned_fold(report, system=system, task=task, floor=floor, data=data, folds=tuned_fold_folds)
     if "cache" in sections:
         section_cache(report, data)
     if "encoding" in sections:

@@ -50,6 +50,7 @@ def test_perf_runs_every_section_and_writes_the_report(half, tiny_csv, tmp_path,
         compare_pairs=300,
         suite="perfcv",
         tuned_fold=("perfcv-untrained", "perfcv-tuned", "perfcv-global"),
+        tuned_fold_folds=2,
     )
     assert out.read_text() == text
     for heading in (*headings, "## Targets"):
@@ -60,7 +61,7 @@ def test_perf_runs_every_section_and_writes_the_report(half, tiny_csv, tmp_path,
         assert (out.parent / "perf_scaling.png").stat().st_size > 1000
     else:
         assert "| 2/2 |" in text  # both Tune trials finished
-        assert "| 2 | 10 | 0 |" in text  # tuned fold: 2 configurations per fold, 2 x 5 folds, none stopped early
+        assert "| 2 | 4 | 0 |" in text  # tuned fold: 2 configurations per fold, 2 x 2 folds, none stopped early
 
 
 def test_perf_refuses_unknown_sections(tmp_path):

@@ -10,20 +10,13 @@ from benchmark.core.names import STAGE_TASK, TAG_STAGE, TAG_TASK
 from benchmark.report.base import PAPER_TABLE1, ReportData, Row
 from benchmark.report.generate import generate_report
 from benchmark.report.markdown import paper_comparison
-from benchmark.run.options import RunOptions
-from benchmark.run.suite import run_suite
 from benchmark.tracking.store import Tracker
 
 
-@pytest.fixture(scope="module")
-def tiny_store(ray_local, tiny_suite, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    run_suite(
-        RunOptions(suite="tiny", tracking_uri=uri, output=str(folder / "out"), allow_download=False),
-        progress=lambda line: None,
-    )
-    return uri
+@pytest.fixture
+def tiny_store(tiny_run) -> str:
+    """The MLflow store of the session's tiny run (conftest.py): these tests only read it."""
+    return tiny_run["uri"]
 
 
 @pytest.mark.slow

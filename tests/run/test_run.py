@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow_ui import SERVER_ENV
 from suite_helpers import TINY_SPACE, run_command, write_suite
 
 from benchmark.run.options import RunOptions
@@ -31,10 +32,8 @@ def runs_of(uri: str, experiment: str):
     return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
 
 
-def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    options = RunOptions(suite="tiny", tracking_uri=uri, output=str(tmp_path / "out"), allow_download=False)
-    results = run_suite(options)
+def test_quick_run_logs_trials_finals_and_artifacts(tiny_run, ray_local, tiny_suite, tmp_path):
+    uri, results = tiny_run["uri"], tiny_run["results"]  # the session's tiny run (conftest.py)
     runs = runs_of(uri, "benchmark-tiny")
     by_stage = {}
     for run in runs:
@@ -79,7 +78,7 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
     assert len(client.get_metric_history(trial_run.info.run_id, "train.loss")) == 10  # per-epoch curve
     assert len(client.get_metric_history(trial_run.info.run_id, "val.text_to_molecule.recall_at_1")) == 2
     # results.json: per task the chosen configuration and final metrics in the single-configuration shape
-    saved = read_results(tmp_path / "out" / "results.json")
+    saved = read_results(tiny_run["out"] / "results.json")
     assert saved == json.loads(json.dumps(results)) and saved["schema_version"] == SCHEMA_VERSION
     check_results(saved)  # every key the run wrote is declared in the schema
     final = saved["tasks"]["tiny-grouped"]["final"]
@@ -92,10 +91,17 @@ def test_quick_run_logs_trials_finals_and_artifacts(ray_local, tiny_suite, tmp_p
         "n_groups",
     }
     assert final["split"]["evaluated"] == "test" and final["seeds"] == [0, 1]
-    assert "tiny-global" in capsys.readouterr().out
+    assert any(line.startswith("[tiny-global, tiny-grouped] random split") for line in tiny_run["progress"])
 
-    # a second run of the same suite encodes nothing
-    again = run_suite(RunOptions(suite="tiny", tracking_uri=uri, output=str(tmp_path / "out2"), allow_download=False))
+    # a second run of the same suite (to a store of its own) encodes nothing
+    again = run_suite(
+        RunOptions(
+            suite="tiny",
+            tracking_uri=f"sqlite:///{tmp_path / 'again.db'}",
+            output=str(tmp_path / "out2"),
+            allow_download=False,
+        )
+    )
     assert all(t["final"]["timing"]["encoded_items"] == 0 for t in again["tasks"].values())
 
 
@@ -145,6 +151,7 @@ def start_mlflow_server(folder: Path, port: int) -> tuple[subprocess.Popen, str]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=SERVER_ENV,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -158,32 +165,22 @@ def start_mlflow_server(folder: Path, port: int) -> tuple[subprocess.Popen, str]
     raise AssertionError("mlflow server did not start")
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    proc, url = start_mlflow_server(tmp_path, free_port())
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-
-
-def test_run_against_a_real_mlflow_server(ray_local, tiny_suite, tmp_path, mlflow_server):
-    run_suite(RunOptions(suite="tiny", tracking_uri=mlflow_server, output=str(tmp_path / "out"), allow_download=False))
-    request = urllib.request.Request(
-        f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=benchmark-tiny"
-    )
+def stages_on_server(url: str, experiment: str) -> list[str]:
+    """Every run's stage tag, read through the tracking server's REST API (what the UI and other clients see)."""
+    request = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}")
     experiment_id = json.load(urllib.request.urlopen(request))["experiment"]["experiment_id"]
     body = json.dumps({"experiment_ids": [experiment_id], "max_results": 1000}).encode()
     search = urllib.request.Request(
-        f"{mlflow_server}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+        f"{url}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
     )
     runs = json.load(urllib.request.urlopen(search))["runs"]
-    stages = sorted(t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "stage")
-    assert stages.count("task") == 2 and stages.count("trial") == 8 and stages.count("final") == 4
+    return sorted(t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "stage")
 
 
 def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp_path, tiny_csv):
-    """The MLflow server killed mid-study: bounded retries (seconds), then one line naming the server and the
-    resume command, no traceback, no hang; with the server back, `--resume` finishes with each trial once."""
+    """A run logging to a real `mlflow server`, which is killed mid-study: bounded retries (seconds), then one line
+    naming the server and the resume command, no traceback, no hang; with the server back, `--resume` finishes with
+    each trial once, and the server's REST API lists every run."""
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 100, "batch_size": 16}}}
     folder = write_suite(
         tmp_path / "tasks", tiny_csv, space=space, samples=3, name="lost", prefix="lost", final_seeds=(0,)
@@ -220,6 +217,7 @@ def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp
             ).fetchone()[0]
         assert len(trials) == 3 and {n for _, n in trials} == {2}  # three trials, each once per task
         assert open_runs == 0
+        assert stages_on_server(url, "benchmark-lost") == ["final"] * 2 + ["task"] * 2 + ["trial"] * 6
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="reports/perf.md")
     parser.add_argument("--suite", default="default", help="the suite the 'suite' section runs (default: default)")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        help="torch threads and the Tune section's Ray CPUs (default: the cores this process may use, as taskset "
+        "or a container allows)",
+    )
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -44,5 +50,6 @@ def execute(args: argparse.Namespace) -> int:
         max_pairs=args.max_pairs,
         compare_pairs=args.compare_pairs,
         suite=args.suite,
+        cores=args.cores,
     )
     return 0

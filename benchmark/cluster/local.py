@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 RAY = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
@@ -136,16 +138,24 @@ class RayCluster:
             raise RuntimeError(f"no raylet runs in {temp}")
         return next(a.split("=", 1)[1] for a in proc.info["cmdline"] if a.startswith("--node_id="))
 
-    def nodes(self) -> list[dict]:
-        done = subprocess.run(
-            [RAY, "list", "nodes", f"--address={self.dashboard}", "--format=json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+    def state(self, resource: str, **filters: str) -> list[dict]:
+        """Ray's state API (`nodes`, `actors`, ...) read from the dashboard over HTTP with the cluster's token: what
+        `ray list` prints, without starting a Python process (2 s of CPU) per look."""
+        query = [("limit", "1000"), ("detail", "false")]
+        for key, value in filters.items():
+            query += [("filter_keys", key), ("filter_predicates", "="), ("filter_values", value)]
+        request = urllib.request.Request(
+            f"{self.dashboard}/api/v0/{resource}?{urllib.parse.urlencode(query)}",
+            headers={"Authorization": f"Bearer {self.token}"},
         )
-        _check(done)
-        return json.loads(done.stdout)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.load(response)
+        if not answer.get("result"):
+            raise RuntimeError(f"Ray's state API ({resource}) answered: {answer.get('msg')}")
+        return answer["data"]["result"]["result"]
+
+    def nodes(self) -> list[dict]:
+        return self.state("nodes")
 
     def head_node(self) -> str:
         return next(n["node_id"] for n in self.nodes() if n["is_head_node"])
@@ -159,23 +169,8 @@ class RayCluster:
         raise RuntimeError(f"node {node_id} never became {'alive' if alive else 'dead'}")
 
     def alive_actors_on(self, node_id: str) -> int:
-        done = subprocess.run(
-            [
-                RAY,
-                "list",
-                "actors",
-                f"--address={self.dashboard}",
-                "--filter",
-                "state=ALIVE",
-                "--format=json",
-                "--limit=1000",
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        actors = json.loads(done.stdout) if done.stdout.lstrip().startswith("[") else []  # or "No resource ..."
+        """Trials (Ray Tune's actors) alive on a node."""
+        actors = self.state("actors", state="ALIVE")
         return sum(a.get("node_id") == node_id and "ImplicitFunc" in (a.get("class_name") or "") for a in actors)
 
     def kill_worker(self, node_id: str) -> None:

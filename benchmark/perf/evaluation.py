@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 
@@ -38,8 +37,8 @@ def reference_ranks(texts: torch.Tensor, mols: torch.Tensor, pairs: np.ndarray) 
     )
 
 
-def _evaluation_child(n: int, device: str, queue) -> None:
-    torch.set_num_threads(os.cpu_count() or 1)
+def _evaluation_child(n: int, device: str, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
     texts, mols = synthetic_embeddings(n)
     texts, mols = texts.to(device), mols.to(device)
     before = peak_rss_mb()
@@ -55,10 +54,11 @@ def _evaluation_child(n: int, device: str, queue) -> None:
 
 
 def evaluation_in_fresh_process(n: int, device: str = "cpu") -> tuple[float, float, float, float | None, float]:
-    """(seconds, peak RSS MB before ranking, peak RSS MB of the process, peak GPU MB, recall@1)."""
+    """(seconds, peak RSS MB before ranking, peak RSS MB of the process, peak GPU MB, recall@1), with this
+    process's torch threads."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_evaluation_child, args=(n, device, queue))
+    process = context.Process(target=_evaluation_child, args=(n, device, torch.get_num_threads(), queue))
     process.start()
     while True:
         try:

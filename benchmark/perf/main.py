@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from benchmark.core.device import pin_threads
 from benchmark.core.errors import UnknownNameError
 from benchmark.perf.common import Report, _chembl_setup, _machine
 from benchmark.perf.encoding import section_cache, section_encoding
@@ -63,13 +64,17 @@ def run_perf(
     cluster_suite: str = "quick",
     tuned_fold: tuple[str, str, str] = ("untrained-heads", "tuned-linear", "random-global"),
     tuned_fold_folds: int = 5,
+    cores: int | None = None,
 ) -> str:
     """Run the chosen sections and write the report. `tuned_fold`: (floor system, tuned system, task) of the
-    tuned-fold section, read from the task folder, run on `tuned_fold_folds` folds of one repeat."""
+    tuned-fold section, read from the task folder, run on `tuned_fold_folds` folds of one repeat. `cores`: torch
+    threads here and in the fresh processes, and the CPUs of the Tune section's Ray (default: the cores this
+    process may use); the suite sections run `python -m benchmark run`, which sizes itself."""
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise UnknownNameError("perf section", unknown[0], list(SECTIONS))
     out_path = Path(out)
+    cores = pin_threads(cores)
     command = (
         "python -m benchmark " + " ".join(sys.argv[1:])
         if sys.argv[0].endswith(("benchmark", "__main__.py"))
@@ -93,7 +98,7 @@ def run_perf(
     if "graph" in sections:
         section_graph(report, setup, repeats=repeats, epochs=epochs, device=device)
     if "tune" in sections:
-        section_tune(report, setup, n_trials=tune_trials, epochs=epochs, eval_every=10)
+        section_tune(report, setup, n_trials=tune_trials, epochs=epochs, eval_every=10, cores=cores)
     if "tuned-fold" in sections:
         floor, system, task = tuned_fold
         section_tuned_fold(report, system=system, task=task, floor=floor, data=data, folds=tuned_fold_folds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from benchmark.tuning.trainable import TrialPayload, tuning_trial
 
 
 # ----------------------------------------------------------------------------------------- tune
-def section_tune(report: Report, setup, *, n_trials: int, epochs: int, eval_every: int) -> None:
+def section_tune(report: Report, setup, *, n_trials: int, epochs: int, eval_every: int, cores: int) -> None:
     from ray import tune  # ray: heavy, imported only when a study or cluster is used
 
     _, split, data = setup
@@ -29,7 +28,6 @@ def section_tune(report: Report, setup, *, n_trials: int, epochs: int, eval_ever
         }
     )
     key = TrialPayload.key(space.trial_config({}))
-    cores = os.cpu_count() or 1
 
     def payload(threads: int) -> TrialPayload:
         return TrialPayload(space, {key: data}, split, ["text_to_molecule/recall@1"], eval_every, threads=threads)

@@ -34,24 +34,31 @@ def test_the_halves_cover_every_section_but_cluster():
 
 @pytest.mark.parametrize("half", sorted(HALVES))
 def test_perf_runs_every_section_and_writes_the_report(half, tiny_csv, tmp_path, ray_local, monkeypatch):
+    import torch
     from suite_helpers import write_cv_suite
 
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(write_cv_suite(tmp_path / "tasks", tiny_csv, name="perfcv")))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # perf pins threads (and this variable): undone after
+    threads = torch.get_num_threads()
     out = tmp_path / "reports" / "perf.md"
     sections, headings = HALVES[half]
-    text = run_perf(
-        data=str(tiny_csv),
-        repeats=1,
-        epochs=2,
-        out=str(out),
-        sections=sections,
-        tune_trials=2,
-        max_pairs=700,
-        compare_pairs=300,
-        suite="perfcv",
-        tuned_fold=("perfcv-untrained", "perfcv-tuned", "perfcv-global"),
-        tuned_fold_folds=2,
-    )
+    try:
+        text = run_perf(
+            data=str(tiny_csv),
+            repeats=1,
+            epochs=2,
+            out=str(out),
+            sections=sections,
+            tune_trials=2,
+            max_pairs=700,
+            compare_pairs=300,
+            suite="perfcv",
+            tuned_fold=("perfcv-untrained", "perfcv-tuned", "perfcv-global"),
+            tuned_fold_folds=2,
+            cores=1,  # one thread: beside other tests on a small machine, two would oversubscribe the cores
+        )
+    finally:
+        torch.set_num_threads(threads)
     assert out.read_text() == text
     for heading in (*headings, "## Targets"):
         assert heading in text

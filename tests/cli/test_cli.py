@@ -357,3 +357,24 @@ def test_the_dataset_list_counts_texts_the_default_encoder_cuts(tiny_frame, tmp_
     frame.to_csv(tmp_path / "long.csv", index=False)
     assert texts_cut(load_dataset(tmp_path / "long.csv"), build_encoder("minilm")) == 1
     assert texts_cut(load_dataset(tmp_path / "long.csv"), build_encoder("wordllama")) == 0
+
+
+def test_list_keeps_each_dataset_row_until_its_file_changes(tiny_frame, tmp_path, monkeypatch, capsys):
+    """A dataset's row (RDKit and a tokenizer over the whole dataset) is computed once per file, then read back;
+    another file under the same name gets its own row."""
+    from benchmark.cli import listing
+    from benchmark.data import load_dataset
+
+    def rows() -> dict[str, dict]:
+        assert main(["list", "datasets", "--json"]) == 0
+        return {row["name"]: row for row in json.loads(capsys.readouterr().out)["datasets"]}
+
+    real = rows()
+    read = []
+    monkeypatch.setattr(listing, "load_dataset", lambda path: read.append(Path(path).name) or load_dataset(path))
+    assert rows() == real and read == []  # both rows from the cache
+    tiny_frame.to_csv(tmp_path / "pairs.csv", index=False)
+    monkeypatch.setenv("BENCHMARK_DATA", str(tmp_path / "pairs.csv"))  # the default dataset, read from elsewhere
+    changed = rows()
+    assert read == ["pairs.csv"] and changed["clinical"] == real["clinical"]
+    assert changed["approved"]["pairs"] == load_dataset(tmp_path / "pairs.csv").n_pairs != real["approved"]["pairs"]

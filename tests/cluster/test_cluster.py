@@ -159,7 +159,7 @@ def test_job_submit_runs_a_cv_suite_on_the_cluster(cluster, worker, tmp_path, ti
         for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "BENCHMARK_CACHE")
         if k in os.environ
     }
-    env_vars["BENCHMARK_TASKS_DIR"] = str(write_cv_suite(tmp_path / "tasks", tiny_csv, name="jobcv"))
+    env_vars["BENCHMARK_TASKS_DIR"] = str(write_cv_suite(tmp_path / "tasks", tiny_csv, name="jobcv", folds=2))
     db = tmp_path / "mlflow.db"
     submit = [RAY, "job", "submit"]
     deadline = time.time() + 60

@@ -22,6 +22,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import psutil
+
+from benchmark.cluster.ray_cluster import kill_processes
+
 RAY = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
 
 
@@ -32,27 +36,13 @@ def free_port() -> int:
 
 
 def kill_tree(pid: int) -> None:
-    import psutil  # psutil: imported only to measure memory
-
+    """SIGKILL a process and everything under it (a daemon `ray start` left behind is reparented to PID 1)."""
     try:
         root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
+        processes = root.children(recursive=True) + [root]
     except psutil.NoSuchProcess:
         return
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    deadline = time.time() + 10
-    for proc in procs:  # gone, or a zombie nobody reaps (daemonized by `ray start`, reparented to PID 1)
-        while time.time() < deadline:
-            try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    break
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.1)
+    kill_processes(processes, timeout=10)
 
 
 class RayCluster:
@@ -124,8 +114,6 @@ class RayCluster:
         return node_id
 
     def raylet(self, temp: str):
-        import psutil  # psutil: imported only to measure memory
-
         for proc in psutil.process_iter(["cmdline"]):
             cmd = proc.info["cmdline"] or []
             if cmd and cmd[0].endswith("raylet") and f"--temp_dir={temp}" in cmd:
@@ -180,8 +168,6 @@ class RayCluster:
             kill_tree(proc.pid)
 
     def stop(self) -> None:
-        import psutil  # psutil: imported only to measure memory
-
         for temp in list(self.workers.values()) + self.temp_dirs:
             proc = self.raylet(temp)
             if proc is not None:

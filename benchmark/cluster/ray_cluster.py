@@ -94,12 +94,7 @@ def _stop_without_grace() -> None:
     def kill_at_once(*args, **kwargs):
         started = _ray_processes()
         result = kill_all(*args, **{**kwargs, "allow_graceful": False})
-        for process in started:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        deadline = time.monotonic() + 5
-        while any(_running(process) for process in started) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        kill_processes(started, timeout=5)
         return result
 
     node.kill_all_processes = kill_at_once
@@ -111,6 +106,16 @@ def _running(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def kill_processes(processes: list[psutil.Process], timeout: float) -> None:
+    """SIGKILL each process, then wait (up to `timeout` s) until each is gone or a zombie."""
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    deadline = time.monotonic() + timeout
+    while any(_running(process) for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _ray_processes() -> list[psutil.Process]:

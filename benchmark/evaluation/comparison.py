@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 PARAMETRIC = "repeated-measures ANOVA + Tukey HSD"
 FRIEDMAN = "Friedman + Conover (Holm)"
@@ -135,6 +134,8 @@ def mean_ci(values, bounds: tuple[float, float] = METRIC_RANGE) -> dict:
     the parameter space covers it whenever the uncut one does (same coverage), and a recall of 0.001 no
     longer gets a lower bound of -0.001. Pass `bounds=(-inf, inf)` for an unbounded quantity.
     """
+    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
+
     arr = np.asarray(values, float)
     n = len(arr)
     mean = float(arr.mean()) if n else float("nan")
@@ -162,6 +163,8 @@ def _summaries(wide: pd.DataFrame, bounds: tuple[float, float]) -> list[SystemSu
 
 
 def _assumptions(wide: pd.DataFrame, max_variance_ratio: float, alpha: float) -> tuple[bool, str, dict]:
+    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
+
     variances = wide.var(axis=0, ddof=1).to_numpy(float)
     ratio = float(variances.max() / variances.min()) if variances.min() > 0 else float("inf")
     with warnings.catch_warnings():
@@ -180,6 +183,7 @@ def _assumptions(wide: pd.DataFrame, max_variance_ratio: float, alpha: float) ->
 def _tukey(wide: pd.DataFrame, alpha: float) -> tuple[dict, dict[tuple[str, str], tuple[float, float, float, float]]]:
     """RM-ANOVA (statsmodels) and Tukey HSD with the fold-blocked error term."""
     import statsmodels.formula.api as smf  # statsmodels: heavy, imported only for the repeated-measures ANOVA
+    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
     from statsmodels.stats.anova import AnovaRM  # statsmodels: heavy, imported only for the repeated-measures ANOVA
 
     long = wide.reset_index().melt(id_vars="fold", var_name="system", value_name="value")
@@ -209,6 +213,8 @@ def _tukey(wide: pd.DataFrame, alpha: float) -> tuple[dict, dict[tuple[str, str]
 
 
 def _nonparametric(wide: pd.DataFrame) -> tuple[str, dict, dict[tuple[str, str], float]]:
+    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
+
     cols = list(wide.columns)
     if len(cols) == 2:
         with warnings.catch_warnings():

@@ -1,9 +1,12 @@
 """Tiny suites for tests of `run` and `report`: a slice of the real snapshot, TF-IDF text, short trials."""
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 
 def write_suite(
@@ -118,8 +121,31 @@ def write_cv_suite(
     return folder
 
 
+def empty_store(path: Path) -> str:
+    """An empty MLflow sqlite store at `path` (its URI), copied from one that MLflow built once per test session.
+
+    MLflow builds a new store by running its ~50 schema migrations, about 2 s of CPU in the process that opens it
+    first; the runs of these tests check what they log, not that MLflow can create a store (the session's shared
+    tiny run and the in-process runs still let MLflow create theirs). The template lives in the session's cache
+    folder (conftest's `isolated_cache`), built under a file lock that the xdist workers share."""
+    from mlflow.tracking import MlflowClient  # mlflow: heavy, imported by the tests that run a suite
+
+    template = Path(os.environ["BENCHMARK_CACHE"]) / "mlflow-empty.db"
+    with FileLock(f"{template}.lock"):
+        if not template.exists():
+            building = template.with_name("mlflow-building.db")
+            building.unlink(missing_ok=True)
+            MlflowClient(f"sqlite:///{building}").search_experiments()  # runs the migrations
+            building.rename(template)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 def run_command(suite: str, root: Path, *extra: str) -> list[str]:
-    """`python -m benchmark run` of `suite` with its MLflow store and output folder under `root`, offline."""
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    """`python -m benchmark run` of `suite` with its MLflow store (empty, see `empty_store`) and output folder under
+    `root`, offline."""
+    uri = empty_store(root / "mlflow.db")
     return [sys.executable, "-m", "benchmark", "run", "--suite", suite, "--tracking-uri", uri,
             "--output", str(root / "out"), *extra, "--offline"]  # fmt: skip

@@ -15,6 +15,7 @@ from benchmark.model.bridge import Bridge, head
 from benchmark.model.config import TrialConfig
 from benchmark.model.losses import BatchIds, InBatchDuplicates, total_loss
 from benchmark.model.sparse import EpochBags, SparseRows, sparse_worthwhile
+from benchmark.training.optim import EagerAdamW
 
 EpochCallback = Callable[[int, Bridge, dict[str, float]], None]
 
@@ -74,9 +75,10 @@ class TrainingOutcome:
 
 
 def make_optimizer(bridge: Bridge, cfg: TrialConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; the fast implementation uses PyTorch's fused kernel (one pass over each parameter)."""
+    """AdamW (torch's, without importing torch.compile: `EagerAdamW`); the fast implementation uses PyTorch's fused
+    kernel (one pass over each parameter)."""
     fused = cfg.implementation == "fast" and device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(
+    return EagerAdamW(
         bridge.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True if fused else None
     )
 

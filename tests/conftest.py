@@ -81,8 +81,12 @@ def ray_local():
     """A local 2-CPU Ray for one test module."""
     import ray
 
+    from benchmark.cluster.ray_cluster import NO_PRESTART
+
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _system_config=NO_PRESTART
+    )
     yield
     ray.shutdown()
 

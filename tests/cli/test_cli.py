@@ -119,16 +119,22 @@ def test_bring_your_own_without_groups_skips_grouped_with_a_note(tmp_path, tiny_
         (["--smiles-column", "x"], "both --smiles-column and --text-column"),
     ],
 )
-def test_mistakes_give_one_clear_line_and_no_traceback(args, message, tiny_csv):
+def test_mistakes_give_one_clear_line_and_no_traceback(args, message, tiny_csv, capsys):
+    """In-process (`main`, what the console command calls); the real console is the test below."""
     data = [] if "--data" in args else ["--data", str(tiny_csv)]
-    out = cli("train", *data, "--epochs", "1", "--bootstrap", "10", *args)
-    assert out.returncode == 2
-    assert message in out.stderr and "Traceback" not in out.stderr
+    code = main(["train", *data, "--epochs", "1", "--bootstrap", "10", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err and err.count("error:") == 1
 
 
-def test_debug_shows_the_traceback(tiny_csv):
-    out = cli("--debug", "train", "--data", str(tiny_csv), "--mol-encoder", "nope")
-    assert out.returncode == 2 and "Traceback" in out.stderr
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_console_prints_one_line_and_the_traceback_only_with_debug(debug, tiny_csv):
+    out = cli(*(["--debug"] if debug else []), "train", "--data", str(tiny_csv), "--mol-encoder", "ecf4")
+    assert out.returncode == 2 and "Did you mean 'ecfp4'" in out.stderr
+    assert ("Traceback" in out.stderr) is debug
+    if not debug:
+        assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: ")
 
 
 @pytest.mark.parametrize(

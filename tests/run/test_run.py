@@ -303,6 +303,8 @@ def test_two_runs_share_one_sqlite_store_at_once(tiny_suite, tmp_path):
                 "--offline",
                 "--cpus-per-trial",
                 "1",
+                "--max-concurrent",
+                "1",  # one trial worker per run: the two runs together are what write the store at once
             ],
             env=env,
             stdout=subprocess.PIPE,

@@ -76,17 +76,24 @@ def tiny_dataset(tiny_frame, tmp_path_factory):
     return load_dataset(path)
 
 
+def start_local_ray() -> None:
+    """A quiet local 2-CPU Ray in this test process, without prestarted workers (as `init_ray` starts one)."""
+    import ray
+
+    from benchmark.cluster.ray_cluster import NO_PRESTART
+
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _system_config=NO_PRESTART
+    )
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A local 2-CPU Ray for one test module."""
     import ray
 
-    from benchmark.cluster.ray_cluster import NO_PRESTART
-
     ray.shutdown()
-    ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _system_config=NO_PRESTART
-    )
+    start_local_ray()
     yield
     ray.shutdown()
 
@@ -127,7 +134,7 @@ def tiny_run(tiny_suite_folder, tmp_path_factory):
             lines: list[str] = []
             started_ray = not ray.is_initialized()
             if started_ray:
-                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                start_local_ray()
             try:
                 with pytest.MonkeyPatch.context() as patch:
                     patch.setenv("BENCHMARK_TASKS_DIR", str(tiny_suite_folder))

@@ -28,6 +28,14 @@ FRIEDMAN = "Friedman + Conover (Holm)"
 WILCOXON = "Wilcoxon signed-rank"
 
 
+def _stats():
+    """scipy.stats, imported on first use: ~1 s of imports that a trial worker (which reaches this module through
+    the evaluation package's face, for the bootstrap only) never needs."""
+    from scipy import stats  # scipy: heavy, imported only by the functions that run a statistical test
+
+    return stats
+
+
 @dataclass
 class SystemSummary:
     system: str
@@ -134,13 +142,11 @@ def mean_ci(values, bounds: tuple[float, float] = METRIC_RANGE) -> dict:
     the parameter space covers it whenever the uncut one does (same coverage), and a recall of 0.001 no
     longer gets a lower bound of -0.001. Pass `bounds=(-inf, inf)` for an unbounded quantity.
     """
-    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
-
     arr = np.asarray(values, float)
     n = len(arr)
     mean = float(arr.mean()) if n else float("nan")
     sd = float(arr.std(ddof=1)) if n > 1 else 0.0
-    half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+    half = float(_stats().t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
     low, high = bounds
     return {
         "mean": mean,
@@ -163,13 +169,11 @@ def _summaries(wide: pd.DataFrame, bounds: tuple[float, float]) -> list[SystemSu
 
 
 def _assumptions(wide: pd.DataFrame, max_variance_ratio: float, alpha: float) -> tuple[bool, str, dict]:
-    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
-
     variances = wide.var(axis=0, ddof=1).to_numpy(float)
     ratio = float(variances.max() / variances.min()) if variances.min() > 0 else float("inf")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        levene_p = float(stats.levene(*[wide[c].to_numpy(float) for c in wide.columns]).pvalue)
+        levene_p = float(_stats().levene(*[wide[c].to_numpy(float) for c in wide.columns]).pvalue)
     checks = {"variance_ratio": ratio, "max_variance_ratio": max_variance_ratio, "levene_p": levene_p}
     if not np.isfinite(ratio):
         return False, "a system has the same value on every fold (zero variance)", checks
@@ -183,7 +187,6 @@ def _assumptions(wide: pd.DataFrame, max_variance_ratio: float, alpha: float) ->
 def _tukey(wide: pd.DataFrame, alpha: float) -> tuple[dict, dict[tuple[str, str], tuple[float, float, float, float]]]:
     """RM-ANOVA (statsmodels) and Tukey HSD with the fold-blocked error term."""
     import statsmodels.formula.api as smf  # statsmodels: heavy, imported only for the repeated-measures ANOVA
-    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
     from statsmodels.stats.anova import AnovaRM  # statsmodels: heavy, imported only for the repeated-measures ANOVA
 
     long = wide.reset_index().melt(id_vars="fold", var_name="system", value_name="value")
@@ -201,25 +204,23 @@ def _tukey(wide: pd.DataFrame, alpha: float) -> tuple[dict, dict[tuple[str, str]
         "df_error": df,
     }
     se = np.sqrt(mse / n)
-    q_crit = float(stats.studentized_range.ppf(1 - alpha, k, df)) if se > 0 else float("nan")
+    q_crit = float(_stats().studentized_range.ppf(1 - alpha, k, df)) if se > 0 else float("nan")
     means = wide.mean(axis=0)
     out = {}
     for i, a in enumerate(wide.columns):
         for b in wide.columns[i + 1 :]:
             diff = float(means[a] - means[b])
-            p = float(stats.studentized_range.sf(abs(diff) / se, k, df)) if se > 0 else (0.0 if diff else 1.0)
+            p = float(_stats().studentized_range.sf(abs(diff) / se, k, df)) if se > 0 else (0.0 if diff else 1.0)
             out[(a, b)] = (diff, diff - q_crit * se, diff + q_crit * se, min(1.0, p))
     return omnibus, out
 
 
 def _nonparametric(wide: pd.DataFrame) -> tuple[str, dict, dict[tuple[str, str], float]]:
-    from scipy import stats  # scipy.stats: ~1 s of imports that a trial worker (bootstrap only) never needs
-
     cols = list(wide.columns)
     if len(cols) == 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = stats.wilcoxon(wide[cols[0]], wide[cols[1]], zero_method="zsplit")
+            result = _stats().wilcoxon(wide[cols[0]], wide[cols[1]], zero_method="zsplit")
         return (
             WILCOXON,
             {"test": "wilcoxon", "statistic": float(result.statistic), "p_value": float(result.pvalue)},
@@ -227,7 +228,7 @@ def _nonparametric(wide: pd.DataFrame) -> tuple[str, dict, dict[tuple[str, str],
         )
     import scikit_posthocs as sp  # scikit_posthocs: imported only for the Conover test
 
-    friedman = stats.friedmanchisquare(*[wide[c].to_numpy(float) for c in cols])
+    friedman = _stats().friedmanchisquare(*[wide[c].to_numpy(float) for c in cols])
     p = sp.posthoc_conover_friedman(wide.to_numpy(float), p_adjust="holm")
     p.index = p.columns = cols
     pairs = {(a, b): float(p.loc[a, b]) for i, a in enumerate(cols) for b in cols[i + 1 :]}

@@ -35,9 +35,13 @@ _DISABLED = [
 _CACHE = "__dynamo_disable"
 
 
+#: torch's wrappers are as expected (checked once)
+_WRAPPERS_KNOWN = _STEP is not None and all(fn is not None for fn in _DISABLED)
+
+
 def eager_path_available() -> bool:
     """The eager path applies: torch._dynamo not imported yet and torch's wrappers as expected."""
-    return "torch._dynamo" not in sys.modules and _STEP is not None and all(fn is not None for fn in _DISABLED)
+    return _WRAPPERS_KNOWN and "torch._dynamo" not in sys.modules
 
 
 @contextlib.contextmanager

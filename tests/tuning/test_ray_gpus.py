@@ -13,11 +13,20 @@ pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest 
 
 
 def probe(config):
+    """Wait (up to a minute) until four trials have started, so the overlap measured does not hang on how fast
+    workers start on a loaded machine; with fewer slots the wait runs out and the overlap found is smaller."""
+    import os
+    import uuid
+
     import ray
     from ray import tune
 
     started = time.time()
-    time.sleep(6)  # long enough for four workers to start side by side on a loaded 2-core machine
+    barrier = Path(os.environ["PROBE_BARRIER"])
+    (barrier / uuid.uuid4().hex).touch()
+    while len(list(barrier.iterdir())) < 4 and time.time() - started < 60:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the others see the fourth file too before anyone ends
     tune.report(
         {
             "objective": 0.0,
@@ -30,18 +39,20 @@ def probe(config):
 
 
 @pytest.fixture
-def ray_one_logical_gpu():
+def ray_one_logical_gpu(tmp_path):
     import ray
 
     ray.shutdown()
     tests = str(Path(__file__).resolve().parent)  # workers import `probe` from this module
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     ray.init(
         num_cpus=4,
         num_gpus=1,
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
-        runtime_env={"env_vars": {"PYTHONPATH": tests}},
+        runtime_env={"env_vars": {"PYTHONPATH": tests, "PROBE_BARRIER": str(barrier)}},
     )
     yield
     ray.shutdown()

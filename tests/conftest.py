@@ -87,6 +87,46 @@ def start_local_ray() -> None:
     )
 
 
+@pytest.fixture
+def cli_in_process(monkeypatch, capsys):
+    """`subprocess.run(args, env=env)` of a `python -m benchmark ...` command, run by `main` in this test process
+    instead: the tests that stop a real run (a signal, a kill) resume it this way, without paying for a second
+    interpreter's imports. The command's environment is applied for the call; a local Ray that the command
+    starts is stopped after it, one it found running is left. Task names are process-wide, like any registry's: the
+    tasks, systems and suites the command registers from its folder are forgotten after it."""
+    import subprocess
+    import sys
+
+    import ray
+
+    from benchmark.cli.main import main
+    from benchmark.tasks import specs
+
+    registries = (specs.TASKS, specs.SYSTEMS, specs.SUITES)
+
+    def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        assert args[:3] == [sys.executable, "-m", "benchmark"], args
+        with monkeypatch.context() as patch:
+            for name, value in (env or {}).items():
+                if os.environ.get(name) != value:
+                    patch.setenv(name, value)
+            had_ray = ray.is_initialized()
+            saved = [(dict(r._entries), dict(r._origins)) for r in registries], list(specs._loaded_from)
+            capsys.readouterr()
+            try:
+                code = main(args[3:])
+            finally:
+                if not had_ray:
+                    ray.shutdown()
+                for registry, (entries, origins) in zip(registries, saved[0]):
+                    registry._entries, registry._origins = entries, origins
+                specs._loaded_from[:] = saved[1]
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A local 2-CPU Ray for one test module."""

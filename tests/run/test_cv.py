@@ -213,7 +213,7 @@ def test_report_shows_the_comparison(cv_run, tmp_path):
     assert row.startswith("| tinycv-tuned | loss/temperature |") and f"{saved['loss/temperature']['mean']:.3f}" in row
 
 
-def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path, tiny_csv):
+def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path, tiny_csv, cli_in_process):
     """SIGKILL mid-search, then --resume: every fold's study ends with exactly its budget, nothing logged twice."""
     import os
     import signal
@@ -244,12 +244,12 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
     state = sorted((tmp_path / "out" / "ray").glob("*/experiment_state-*.json"))[-1]
     whole = state.read_bytes()
     state.write_bytes(whole[: len(whole) // 2])
-    refused = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    refused = cli_in_process(args + ["--resume"], env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
     assert f"Ray Tune's experiment state {state} is damaged" in refused.stderr
     assert "without --resume, or with another --output" in refused.stderr
     state.write_bytes(whole)
-    done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    done = cli_in_process(args + ["--resume"], env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("benchmark-killcv").experiment_id], max_results=5000)

@@ -1,4 +1,5 @@
-"""Ctrl-C and time budgets on a real `python -m benchmark run` (subprocess, tiny suite, slow trials).
+"""Ctrl-C and time budgets on a real `python -m benchmark run` (subprocess, tiny suite, slow trials); the
+`--resume` after each stop runs the same command in the test process (`cli_in_process`, conftest.py).
 
 After every stop the counts agree: results.json, Optuna's study and MLflow's runs; no MLflow run is left
 RUNNING; `--resume` finishes the run with every trial once; `--resume` on a finished run logs nothing.
@@ -68,7 +69,7 @@ def optuna_states(suite) -> dict:
     return sql(suite["out"] / "optuna.db", "select state, count(*) from trials group by state")
 
 
-def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
+def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite, cli_in_process):
     proc = start(slow_suite)
     wait_for(slow_suite, proc, "trials: ", 1)
     time.sleep(2)  # the second trial is training
@@ -86,9 +87,7 @@ def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
     assert stages(slow_suite)["trial"] == 2 * counts["finished"]  # two tasks share each trial
     assert "RUNNING" not in mlflow_status(slow_suite)
 
-    done = subprocess.run(
-        slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True, timeout=600
-    )
+    done = cli_in_process(slow_suite["args"] + ["--resume"], slow_suite["env"])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     # the budget of 4 completed, the interrupted trials' reruns among them (same parameters, `rerun_of` set)
     assert optuna_states(slow_suite) == {
@@ -103,16 +102,14 @@ def test_first_ctrl_c_stops_honestly_and_resume_finishes_once(slow_suite):
     assert set(mlflow_status(slow_suite)) == {"FINISHED"}
     metrics_before = sql(slow_suite["db"], "select 'n', count(*) from metrics")
 
-    again = subprocess.run(
-        slow_suite["args"] + ["--resume"], env=slow_suite["env"], capture_output=True, text=True, timeout=600
-    )
+    again = cli_in_process(slow_suite["args"] + ["--resume"], slow_suite["env"])
     assert again.returncode == 0 and "had already finished: nothing was run or logged again" in again.stdout
     assert sql(slow_suite["db"], "select 'n', count(*) from metrics") == metrics_before
     assert stages(slow_suite) == {"task": 2, "trial": 8, "final": 2}
 
 
 @pytest.mark.parametrize("slow_suite", [600], indirect=True)
-def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(slow_suite):
+def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(slow_suite, cli_in_process):
     proc = start(slow_suite, "--num-samples", "1")  # one trial: the finals are what this test interrupts
     wait_for(slow_suite, proc, "final: ")  # the finals train now: 2 seeds x 600 epochs
     proc.send_signal(signal.SIGINT)
@@ -124,13 +121,7 @@ def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(slow_suite):
     assert "final" not in stages(slow_suite)  # cut short, not waited for: no final was logged
     assert "interrupted again: stopped at once" in slow_suite["log"].read_text()
     assert "RUNNING" not in mlflow_status(slow_suite)
-    done = subprocess.run(
-        slow_suite["args"] + ["--num-samples", "1", "--resume"],
-        env=slow_suite["env"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = cli_in_process(slow_suite["args"] + ["--num-samples", "1", "--resume"], slow_suite["env"])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert stages(slow_suite) == {"task": 2, "trial": 2, "final": 2}
 
@@ -152,10 +143,8 @@ def test_ctrl_c_pressed_quickly_several_times_exits_without_a_traceback(slow_sui
     assert "RUNNING" not in mlflow_status(slow_suite)
 
 
-def test_a_time_budget_ends_the_study_and_is_reported(slow_suite):
-    done = subprocess.run(
-        slow_suite["args"] + ["--time-budget", "1"], env=slow_suite["env"], capture_output=True, text=True, timeout=600
-    )
+def test_a_time_budget_ends_the_study_and_is_reported(slow_suite, cli_in_process):
+    done = cli_in_process(slow_suite["args"] + ["--time-budget", "1"], slow_suite["env"])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     counts = json.loads((slow_suite["out"] / "results.json").read_text())["tasks"]["slow-global"]["trials"]
     assert counts["stopped_by"] == "time budget" and counts["planned"] == 4
@@ -166,7 +155,7 @@ def test_a_time_budget_ends_the_study_and_is_reported(slow_suite):
     assert set(mlflow_status(slow_suite)) == {"FINISHED"}
 
 
-def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, tiny_csv):
+def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, tiny_csv, cli_in_process):
     """The CV path: Ctrl-C while a system is tuned per fold; resume gives every fold its budget and every
     (system, fold) one fit."""
     folder = write_cv_suite(tmp_path / "tasks", tiny_csv, name="intcv", folds=2, budget=2, epochs=120, batch_size=16)
@@ -186,7 +175,7 @@ def test_ctrl_c_during_repeated_cv_tuning_stops_and_resume_finishes(tmp_path, ti
         "tuning intcv-tuned"
     )
     assert "RUNNING" not in mlflow_status(suite)
-    done = subprocess.run(suite["args"] + ["--resume"], env=suite["env"], capture_output=True, text=True, timeout=600)
+    done = cli_in_process(suite["args"] + ["--resume"], suite["env"])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     per_study = sql(
         suite["out"] / "optuna.db",

@@ -177,7 +177,7 @@ def stages_on_server(url: str, experiment: str) -> list[str]:
     return sorted(t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "stage")
 
 
-def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp_path, tiny_csv):
+def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp_path, tiny_csv, cli_in_process):
     """A run logging to a real `mlflow server`, which is killed mid-study: bounded retries (seconds), then one line
     naming the server and the resume command, no traceback, no hang; with the server back, `--resume` finishes with
     each trial once, and the server's REST API lists every run."""
@@ -205,7 +205,7 @@ def test_a_tracking_server_lost_mid_run_stops_it_cleanly_and_the_run_resumes(tmp
         assert f"the MLflow tracking server {url} stopped answering" in text and "resume with: " in text, text[-3000:]
         assert "Traceback" not in text and time.time() - started < 420
         server, url = start_mlflow_server(tmp_path, port)  # back, on the same store
-        done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+        done = cli_in_process(args + ["--resume"], env)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         with sqlite3.connect(tmp_path / "server.db") as db:
             trials = db.execute(
@@ -231,7 +231,7 @@ def test_unreachable_tracking_server_fails_before_training(tiny_suite, tmp_path)
     assert not (tmp_path / "o" / "ray").exists()
 
 
-def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
+def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv, cli_in_process):
     space = {**TINY_SPACE, "base": {**TINY_SPACE["base"], "optim": {"epochs": 250, "batch_size": 16}}}
     folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, samples=4, name="slow", prefix="slow")
     env = {**os.environ, "BENCHMARK_TASKS_DIR": str(folder)}
@@ -254,7 +254,7 @@ def test_interrupted_run_resumes_without_repeating_trials(tmp_path, tiny_csv):
     )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    done = cli_in_process(args + ["--resume"], env)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = runs_of(uri, "benchmark-slow")
     trials = [r for r in runs if r.data.tags.get("stage") == "trial"]

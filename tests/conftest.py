@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -94,9 +96,6 @@ def cli_in_process(monkeypatch, capsys):
     interpreter's imports. The command's environment is applied for the call; a local Ray that the command
     starts is stopped after it, one it found running is left. Task names are process-wide, like any registry's: the
     tasks, systems and suites the command registers from its folder are forgotten after it."""
-    import subprocess
-    import sys
-
     import ray
 
     from benchmark.cli.main import main

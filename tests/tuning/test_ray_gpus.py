@@ -1,6 +1,9 @@
 """Fractional GPUs per trial, proven without a GPU: Ray started with one logical GPU."""
 
+import os
+import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,9 +18,6 @@ pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest 
 def probe(config):
     """Wait (up to a minute) until four trials have started, so the overlap measured does not hang on how fast
     workers start on a loaded machine; with fewer slots the wait runs out and the overlap found is smaller."""
-    import os
-    import uuid
-
     import ray
     from ray import tune
 
@@ -77,9 +77,6 @@ def test_four_trials_share_one_gpu_at_a_quarter_each(ray_one_logical_gpu, tmp_pa
 
 def suicidal(config):
     """A trial whose worker process is killed outright (as by the OOM killer) for one parameter value."""
-    import os
-    import signal
-
     from ray import tune
 
     if config["loss"]["temperature"] > 0.08:

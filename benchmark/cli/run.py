@@ -83,6 +83,7 @@ def execute(args) -> int:
     try:
         results = run_suite(options, progress=progress)
     except Interrupted as exc:
+        ignore_stop_signals()  # stopped: a Ctrl-C more (a burst) must not break Ray's shutdown at exit (exit -2)
         print(f"\n{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

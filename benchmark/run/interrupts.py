@@ -46,8 +46,9 @@ class Interrupted(BenchmarkError):
 
 
 def ignore_stop_signals() -> None:
-    """From now on SIGINT and SIGTERM do nothing (main thread only): after the second signal the run is already
-    leaving, and another KeyboardInterrupt inside its cleanup or Ray's shutdown would only print a traceback."""
+    """From now on SIGINT and SIGTERM do nothing (main thread only): once a signal has stopped the run, it is
+    leaving, and another KeyboardInterrupt inside its cleanup or Ray's shutdown (an atexit hook) would only print a
+    traceback and end the process by SIGINT instead of its exit status."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)

@@ -384,3 +384,25 @@ def test_list_keeps_each_dataset_row_until_its_file_changes(tiny_frame, tmp_path
     changed = rows()
     assert read == ["pairs.csv"] and changed["clinical"] == real["clinical"]
     assert changed["approved"]["pairs"] == load_dataset(tmp_path / "pairs.csv").n_pairs != real["approved"]["pairs"]
+
+
+def test_an_interrupted_run_ignores_further_stop_signals_while_it_exits(monkeypatch, capsys):
+    """A burst of Ctrl-C: the first stops the run; one that came during Ray's shutdown at exit (an atexit hook) used
+    to end the process by SIGINT (exit -2) with a traceback, instead of exit 130."""
+    import signal
+
+    from benchmark.cli import run as run_verb
+    from benchmark.run.interrupts import Interrupted
+
+    def stopped(options, progress=None):
+        raise Interrupted("interrupted (test); resume with: ...")
+
+    monkeypatch.setattr(run_verb, "run_suite", stopped)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert main(["run", "--suite", "quick", "--offline"]) == 130
+        assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert "resume with" in capsys.readouterr().err

@@ -99,9 +99,7 @@ def cli_in_process(monkeypatch, capsys):
     import ray
 
     from benchmark.cli.main import main
-    from benchmark.tasks import specs
-
-    registries = (specs.TASKS, specs.SYSTEMS, specs.SUITES)
+    from benchmark.tasks.specs import scoped_registry
 
     def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         assert args[:3] == [sys.executable, "-m", "benchmark"], args
@@ -110,16 +108,13 @@ def cli_in_process(monkeypatch, capsys):
                 if os.environ.get(name) != value:
                     patch.setenv(name, value)
             had_ray = ray.is_initialized()
-            saved = [(dict(r._entries), dict(r._origins)) for r in registries], list(specs._loaded_from)
             capsys.readouterr()
             try:
-                code = main(args[3:])
+                with scoped_registry():
+                    code = main(args[3:])
             finally:
                 if not had_ray:
                     ray.shutdown()
-                for registry, (entries, origins) in zip(registries, saved[0]):
-                    registry._entries, registry._origins = entries, origins
-                specs._loaded_from[:] = saved[1]
             out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
 

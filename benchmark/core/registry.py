@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -36,6 +37,16 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         self._origins[name] = origin
         return entry
+
+    @contextlib.contextmanager
+    def scoped(self) -> Iterator[None]:
+        """Entries registered inside the block are forgotten after it (a long-lived process, such as a test session,
+        that loads several folders defining the same names)."""
+        entries, origins = dict(self._entries), dict(self._origins)
+        try:
+            yield
+        finally:
+            self._entries, self._origins = entries, origins
 
     def decorator(self, name: str) -> Callable[[T], T]:
         def wrap(entry: T) -> T:

@@ -15,9 +15,11 @@ configuration, one with parameters is tuned inside each fold's training portion.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -232,6 +234,17 @@ def load_registry(folder: str | os.PathLike | None = None) -> None:
             _check_suite(suite, suites_file)
             SUITES.register(name, suite, origin=str(suites_file))
     _loaded_from.append(folder.resolve())
+
+
+@contextlib.contextmanager
+def scoped_registry() -> Iterator[None]:
+    """Tasks, systems and suites loaded inside the block (and the folders read) are forgotten after it."""
+    loaded = list(_loaded_from)
+    with TASKS.scoped(), SYSTEMS.scoped(), SUITES.scoped():
+        try:
+            yield
+        finally:
+            _loaded_from[:] = loaded
 
 
 def _check_suite(suite: SuiteSpec, where: Path) -> None:

@@ -5,7 +5,7 @@ import pytest
 
 from benchmark.core.errors import ConfigError, UnknownNameError
 from benchmark.core.registry import DuplicateNameError
-from benchmark.tasks.specs import TASKS, get_suite, get_task, load_registry, register_task
+from benchmark.tasks.specs import TASKS, get_suite, get_task, load_registry, register_task, scoped_registry
 from benchmark.tuning.space import SearchSpace, load_search_space
 
 
@@ -34,6 +34,23 @@ def test_register_from_python_and_refuse_duplicates():
     assert TASKS.get("py-task") is task
     with pytest.raises(DuplicateNameError, match="registered twice"):
         register_task({"name": "py-task", "description": "again"})
+
+
+def test_a_scoped_registry_forgets_what_a_folder_registered(tmp_path):
+    """Two folders that define the same task name, loaded one after the other in one process (as the tests' in-process
+    resumes do): each inside a scope, both load; without scopes, the second is refused."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "same.yaml").write_text(f"name: scoped-same\ndescription: from {name}\n")
+    for name in ("a", "b"):
+        with scoped_registry():
+            load_registry(tmp_path / name)
+            assert get_task("scoped-same").description == f"from {name}"
+        assert "scoped-same" not in TASKS
+    with scoped_registry():
+        load_registry(tmp_path / "a")
+        with pytest.raises(DuplicateNameError, match="registered twice"):
+            load_registry(tmp_path / "b")
 
 
 @pytest.mark.parametrize(

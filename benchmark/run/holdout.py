@@ -40,9 +40,10 @@ from benchmark.tracking.store import (
 )
 from benchmark.training.trial import prepare_trial_data
 from benchmark.tuning.callback import TrialCallback
-from benchmark.tuning.search import close_interrupted, make_tuner
+from benchmark.tuning.search import close_interrupted
 from benchmark.tuning.space import load_search_space
 from benchmark.tuning.trainable import TrialPayload, bridge_trainable, select_best, stopped_early
+from benchmark.tuning.tuner import make_tuner
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.io import free_space
 from benchmark.tuning.outcome import StudyOutcome, study_outcome
 from benchmark.tuning.trainable import trial_seconds
 
@@ -62,6 +65,18 @@ class StopSignal:
         self._in_study = False
         self._leaving = False  # the second signal came: stop signals stay ignored until the process ends
         self.signum: int = signal.SIGINT  # the signal that asked (for the exit status)
+        self.failure: str | None = None  # a state save that failed (a full disk): why the run stops
+
+    def fail(self, reason: str) -> None:
+        """A save of the run's state failed: stop as at a first Ctrl-C (inside a study, Tune's own stop, which
+        keeps its last saved state), and say why instead of 'interrupted'."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        log.error("%s; the run stops, keeping the state it saved last", reason)
+        if self._in_study and not self._event.is_set() and threading.current_thread() is threading.main_thread():
+            signal.raise_signal(signal.SIGINT)  # Tune's handler: it stops the study as at a Ctrl-C
+        self._event.set()
 
     @property
     def requested(self) -> bool:
@@ -82,11 +97,10 @@ class StopSignal:
             raise KeyboardInterrupt  # the second signal: at once
         self.signum = signum
         self._event.set()
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         log.warning(
             "%s: no new work starts; the running work finishes, then the run stops with a --resume "
-            "hint (Ctrl-C again to exit at once)",
-            name,
+            "hint (%s again to exit at once)",
+            *_names(signum),
         )
 
     @contextlib.contextmanager
@@ -119,11 +133,16 @@ class StopSignal:
         tune_log.setLevel(logging.WARNING)
         tune_log.propagate = False  # Tune's own message names Tuner.restore; the run prints the --resume command
         tune_log.addHandler(watcher)
+        saves = _SaveFailureWatcher(self)
+        for name in SAVE_LOGGERS:
+            logging.getLogger(name).addHandler(saves)
         self._in_study = True
         try:
             yield
         finally:
             self._in_study = False
+            for name in SAVE_LOGGERS:
+                logging.getLogger(name).removeHandler(saves)
             if threading.current_thread() is threading.main_thread() and not self._leaving:
                 signal.signal(signal.SIGINT, self._handler)  # Tune leaves its handler installed after a study
             tune_log.removeHandler(watcher)
@@ -141,13 +160,55 @@ class _TuneStopWatcher(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if message.startswith("Stop signal received"):
+            if self.stop.failure is None:
+                first, again = _names(self.stop.signum)
+                log.warning(
+                    "%s: the study stops (its state is saved); then the run stops with a --resume hint "
+                    "(%s again to exit at once)",
+                    first,
+                    again,
+                )
             self.stop.request()
-            log.warning(
-                "Ctrl-C: the study stops (its state is saved); then the run stops with a --resume hint "
-                "(Ctrl-C again to exit at once)"
-            )
         elif record.levelno >= logging.ERROR and "Trials did not complete" not in message:
             log.error("Ray Tune: %s", message)
+
+
+def _names(signum: int) -> tuple[str, str]:
+    """What stopped the run, and what stops it at once: 'Ctrl-C' twice, or 'SIGTERM' and 'a signal'."""
+    if signum == signal.SIGINT:
+        return "Ctrl-C", "Ctrl-C"
+    return signal.Signals(signum).name, "Ctrl-C or SIGTERM"
+
+
+#: the loggers that report a failed save of Ray Tune's experiment state (its copy to storage) and of its signatures
+SAVE_LOGGERS = ("ray.tune.execution.experiment_state", "ray.train._internal.syncer", "benchmark.tuning.state")
+
+
+class _SaveFailureWatcher(logging.Handler):
+    """A failed save of the study's state (Tune logs it and goes on) stops the run, saying where and why."""
+
+    def __init__(self, stop: StopSignal):
+        super().__init__(logging.WARNING)
+        self.stop = stop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not any(mark in message for mark in ("failed", "could not save")):
+            return
+        detail = message
+        if record.exc_info and record.exc_info[1] is not None:
+            detail = f"{message} {record.exc_info[1]}"
+        self.stop.fail(describe_save_failure(detail))
+
+
+def describe_save_failure(text: str) -> str:
+    """One line from a logged save failure: the folder, the error, the free space there."""
+    folder = re.search(r"(?:at|to) '([^']+)'", text)
+    error = re.findall(r"(?:OSError|IOError|PermissionError|FileNotFoundError|\[Errno \d+\])[^\n]*", text)
+    where = folder.group(1) if folder else "its storage"
+    reason = error[-1].strip() if error else text.strip().splitlines()[-1][:200]
+    space = f"; {free_space(Path(where))} free there" if folder and "://" not in where else ""
+    return f"Ray Tune could not save its experiment state to {where} ({reason}){space}"
 
 
 def fit_study(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray
 from benchmark.core.errors import TrackingLost, WriteFailed
-from benchmark.core.io import check_sqlite_file
+from benchmark.core.io import check_sqlite_file, disk_full, free_space
 from benchmark.core.names import (
     STAGE_FINAL,
     STAGE_FIT,
@@ -35,20 +35,15 @@ from benchmark.data.cleaning import PairDataset
 from benchmark.data.loaders import load_dataset
 from benchmark.encoders.cache import EmbeddingCache
 from benchmark.run import cv
-from benchmark.run.context import OPTUNA_FILE, RunContext, RunSettings, RunState, lock_output
+from benchmark.run.context import OPTUNA_FILE, STATE_FILE, RunContext, RunSettings, RunState, lock_output, read_state
 from benchmark.run.cv_jobs import System, load_systems
 from benchmark.run.holdout import _run_holdout_group
 from benchmark.run.interrupts import Interrupted, StopRequested, StopSignal
 from benchmark.run.options import RunOptions, resume_command
+from benchmark.run.preflight import Locations, check_before_start, new_locations, resumed_locations
 from benchmark.run.result_schema import RESULTS_FILE, CVTaskEntry, RunResults, new_results, write_results
 from benchmark.tasks.specs import TaskSpec, get_suite, get_system, get_task
-from benchmark.tracking.store import (
-    Tracker,
-    check_reachable,
-    check_tracking_uri,
-    default_tracking_uri,
-    tracking_lost,
-)
+from benchmark.tracking.store import Tracker, check_reachable, tracking_lost
 from benchmark.tracking.views import save_views
 from benchmark.tuning.callback import say
 from benchmark.tuning.search import StudySettings
@@ -58,7 +53,8 @@ log = logging.getLogger(__name__)
 
 
 def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunContext, list[TaskSpec]]:
-    """Stage: validate the suite, lock the output folder, open the tracking store and the run state, start Ray."""
+    """Stage: validate everything (suite, search spaces, output, tracking store, cluster, trial sizes) before a file
+    is created or Ray starts; then lock the output folder, open the tracking store and the run state, start Ray."""
     suite = get_suite(options.suite)
     tasks = [get_task(name) for name in suite.tasks]
     # every search space the run will use is read now: a bad one fails before any store, run or Ray starts
@@ -67,32 +63,45 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
             load_search_space(get_system(name).search_space)
     else:
         load_search_space(options.search_space or suite.search_space)
-    tracking_uri = check_tracking_uri(options.tracking_uri or default_tracking_uri())
-    cache = (EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()).check_writable()
-    check_reachable(tracking_uri)
     output = Path(options.output).resolve()
+    check_before_start(options, output)
+    if options.resume and (output / STATE_FILE).exists():
+        recorded = read_state(output / STATE_FILE, output).get("locations")
+        locations = resumed_locations(options, output, recorded)
+        options = options.model_copy(update={"tracking_uri": locations.tracking_uri, "storage": locations.storage})
+    else:
+        locations = new_locations(options)
+    cache = (EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()).check_writable()
+    check_reachable(locations.tracking_uri)
     output.mkdir(parents=True, exist_ok=True)
     lock = lock_output(output)
     try:
-        return _open(RunSettings(options, suite, output), progress, tracking_uri, lock, cache), tasks
+        if locations.note:
+            progress(locations.note)
+        settings = RunSettings(options, suite, output)
+        return _open(settings, progress, locations, lock, cache), tasks
     except BaseException:
         lock.release()
         raise
 
 
 def _open(
-    settings: RunSettings, progress: Callable[[str], None], tracking_uri: str, lock, cache: EmbeddingCache
+    settings: RunSettings, progress: Callable[[str], None], locations: Locations, lock, cache: EmbeddingCache
 ) -> RunContext:
     """Stage: the run state, the tracking store (runs a killed driver cut off are cleared), Ray and its checks."""
     options, suite = settings.options, settings.suite
     state = RunState.open(settings.output, options)
+    state["locations"] = locations.record(settings.output)  # where this run writes (a moved folder: from now on)
+    state.save()
     if options.resume:
         check_sqlite_file(
             settings.output / OPTUNA_FILE,
             "the Optuna studies",
             "the search history cannot be resumed from it: start again without --resume (or with another --output)",
         )
-    tracker = Tracker(tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}")
+    tracker = Tracker(
+        locations.tracking_uri, f"benchmark-{suite.name}", description=f"Suite {suite.name}: {suite.description}"
+    )
     tracker.experiment_id  # noqa: B018 - fail now, not after training, if the store is unusable
     if options.resume:  # a driver killed outright (SIGKILL, a lost head) leaves its last writes RUNNING
         cut = sum(
@@ -165,9 +174,17 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
         try:
             return _run_groups(ctx, tasks, options)
         except WriteFailed as exc:  # results or state could not be saved: say so, and how to continue
-            _end_open_runs(ctx, "FAILED")
-            raise WriteFailed(f"{exc}; then resume with: {resume_command(options)}") from exc
+            _end_open_runs(ctx, "KILLED")  # as after a Ctrl-C: the resume continues these runs
+            raise WriteFailed(
+                f"{exc}; the state saved last is intact; then resume with: {resume_command(options)}"
+            ) from exc
         except (Exception, StopRequested) as exc:
+            full = disk_full(exc)
+            if full:  # a store on a full disk (Optuna's, MLflow's sqlite): stop as for a failed save
+                _end_open_runs(ctx, "KILLED")
+                raise WriteFailed(
+                    f"{full}; the state saved last is intact; free space, then resume with: {resume_command(options)}"
+                ) from exc
             lost = tracking_lost(exc, ctx.tracker.tracking_uri)
             if lost:  # nothing to mark: the server is gone; MLflow's runs stay RUNNING until the resume ends them
                 raise TrackingLost(
@@ -219,6 +236,11 @@ def _run_groups(ctx: RunContext, tasks: list[TaskSpec], options: RunOptions) -> 
             done[key] = entries
             ctx.state.save()
     except StopRequested as stop:
+        if ctx.stop.failure:  # a state save failed: nothing more is written to that disk
+            storage = ctx.settings.tune_storage
+            raise WriteFailed(
+                f"{ctx.stop.failure} (Ray Tune's storage: {storage}, {free_space(Path(storage))} free)"
+            ) from None
         results["tasks"].update(stop.partial)
         results["interrupted"] = {"where": stop.where, "resume": resume_command(options)}
         _write_results(ctx, results, started)

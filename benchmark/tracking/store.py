@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from filelock import FileLock
 
 from benchmark.core.errors import BenchmarkError
-from benchmark.core.io import check_sqlite_file
+from benchmark.core.io import check_sqlite_file, unwritable
 from benchmark.core.names import TAG_NOTE, metric_key
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,42 @@ def check_tracking_uri(uri: str) -> str:
                 f"tracking URI {uri!r}: a sqlite URI has three slashes before a relative path and "
                 f"four before an absolute one, e.g. sqlite:///mlflow.db ({_ACCEPTED})"
             )
-        if Path(uri[len("sqlite:///") :]).is_dir():
+        db = Path(uri[len("sqlite:///") :])
+        if db.is_dir():
             raise BenchmarkError(
                 f"tracking URI {uri!r} names a folder; name the database file, e.g. "
                 f"{uri.rstrip('/')}/mlflow.db ({_ACCEPTED})"
             )
+        problem = unwritable(db) or unwritable(Path(f"{db}.lock"))  # MLflow's lock file goes beside the store
+        if problem:
+            raise BenchmarkError(f"tracking URI {uri!r}: {problem}; pass a --tracking-uri in a folder you can write")
     if scheme in ("http", "https") and not parsed.hostname:
         raise BenchmarkError(f"tracking URI {uri!r} names no host ({_ACCEPTED})")
+    if scheme in ("postgresql", "mysql", "mssql"):
+        _check_database_driver(uri)
     return uri
+
+
+def _check_database_driver(uri: str) -> None:
+    """A database URI whose Python driver is not installed is named before MLflow imports it mid-run."""
+    import sqlalchemy  # mlflow's database layer: imported only for a database tracking URI
+
+    try:
+        sqlalchemy.create_engine(uri)  # imports the dialect's driver; connects to nothing
+    except (ImportError, ModuleNotFoundError) as exc:
+        driver = {"postgresql": "psycopg2-binary", "mysql": "mysqlclient (or pymysql with mysql+pymysql://)",
+                  "mssql": "pyodbc"}[urlparse(uri).scheme.split("+")[0]]  # fmt: skip
+        raise BenchmarkError(
+            f"tracking URI {_redacted(uri)}: the database driver is not installed ({exc}); pip install {driver}, "
+            "or use another --tracking-uri"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a malformed URL, in SQLAlchemy's words
+        raise BenchmarkError(f"tracking URI {_redacted(uri)} is not a usable database URL: {exc}") from None
+
+
+def _redacted(uri: str) -> str:
+    parsed = urlparse(uri)
+    return uri.replace(f":{parsed.password}@", ":***@") if parsed.password else uri
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

@@ -7,9 +7,10 @@ Ray pickles `PerFoldSearch` and `TrialPayload` into saved Tune state; they are i
 from benchmark.tuning.callback import TrialCallback
 from benchmark.tuning.outcome import StudyOutcome, study_outcome
 from benchmark.tuning.progress import StudyBoard, make_progress
-from benchmark.tuning.search import BudgetSearch, PerFoldSearch, ResumableOptunaSearch, StudySettings, make_tuner
+from benchmark.tuning.search import BudgetSearch, PerFoldSearch, ResumableOptunaSearch, StudySettings
 from benchmark.tuning.space import SearchSpace, available_search_spaces, load_search_space
 from benchmark.tuning.trainable import OBJECTIVE, TrialPayload, bridge_trainable, select_best, tuning_trial
+from benchmark.tuning.tuner import make_tuner
 
 __all__ = [
     "SearchSpace",

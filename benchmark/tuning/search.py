@@ -9,7 +9,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -18,10 +17,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from benchmark.cluster.ray_cluster import fitting_trials
 from benchmark.core.errors import BenchmarkError
 from benchmark.core.names import OPTUNA_INTERRUPTED, OPTUNA_RERUN_OF, OPTUNA_TUNE_TRIAL, TAG_SUPERSEDED
-from benchmark.tuning.space import SearchSpace
 from benchmark.tuning.trainable import FOLD_KEY, OBJECTIVE
 
 log = logging.getLogger(__name__)
@@ -54,6 +51,26 @@ class ResumableOptunaSearch(OptunaSearch):
     trial with the same parameters (`rerun_of` its number), so TPE and fANOVA see it.
     """
 
+    def relocate_storage(self, url: str) -> None:
+        """Use the Optuna study at `url` from now on, and after `restore` (which brings back the pickled searcher
+        of the run that saved it, with that run's storage URL: a run folder copied or moved elsewhere must write its
+        own `optuna.db`, never the original's)."""
+        self._relocate_to = url
+        self._bind_storage(url)
+
+    def _bind_storage(self, url: str | None) -> None:
+        if not url or self._storage is None or getattr(self._storage, "url", None) == url:
+            return
+        self._storage = optuna.storages.RDBStorage(url)
+        if self._ot_study is not None:
+            self._ot_study = optuna.load_study(
+                study_name=self._study_name, storage=self._storage, sampler=self._sampler
+            )
+            self._ot_trials = {
+                tune_id: optuna.trial.Trial(self._ot_study, trial._trial_id)
+                for tune_id, trial in self._ot_trials.items()
+            }
+
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
         if config is not None and trial_id in self._ot_trials:  # which Tune trial (and MLflow run) this one is
@@ -67,7 +84,10 @@ class ResumableOptunaSearch(OptunaSearch):
         that the resumed search does not know: RUNNING, it is failed and marked (never left RUNNING); already
         finished (its result told), it cannot be changed, so its number is listed in the study's user attribute
         `superseded` - its evaluation stays for TPE, but it is not one of the fold's budgeted trials."""
-        super().restore(checkpoint_path)
+        target = getattr(self, "_relocate_to", None)
+        super().restore(checkpoint_path)  # the saved searcher's whole __dict__, its storage URL included
+        self._relocate_to = target
+        self._bind_storage(target)
         if self._storage is None or self._ot_study is None:
             return
         known = {t.number for t in self._ot_trials.values()}
@@ -175,6 +195,9 @@ class BudgetSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         self.searcher.restore(checkpoint_path)
 
+    def relocate_storage(self, url: str) -> None:
+        self.searcher.relocate_storage(url)
+
 
 class PerFoldSearch(Searcher):
     """One Tune searcher over several outer folds: an independent Optuna study per fold.
@@ -195,6 +218,10 @@ class PerFoldSearch(Searcher):
         for searcher in self.searchers.values():
             searcher.set_search_properties(metric, mode, config, **spec)
         return True
+
+    def relocate_storage(self, url: str) -> None:
+        for searcher in self.searchers.values():
+            searcher.relocate_storage(url)
 
     def suggest(self, trial_id: str):
         open_folds = [f for f in self.folds if self.given[f] < self.per_fold]
@@ -318,115 +345,3 @@ def halving(max_reports: int, folds: list[str] | None, factor: int = 2):
         "reduction_factor": factor,
     }
     return PerFoldHalving(**asha) if folds else ASHAScheduler(**asha)  # Tune gives it the metric and mode
-
-
-def check_tune_state(path: str) -> None:
-    """Refuse a damaged Ray Tune experiment state before `Tuner.restore` trusts it.
-
-    Tune restores from its newest `experiment_state-*.json`; a file that does not parse, or that lists fewer
-    trials than the saved searcher handed out (`PerFoldSearch.given`, saved at the same checkpoint), would make
-    it resume with earlier trials lost and the study then "finished" early: a silently partial run.
-    Remote storage (s3://...) is not read here."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return
-    states = sorted(folder.glob("experiment_state-*.json"))
-    advice = (
-        "the run cannot resume from it: start it again without --resume, or with another --output (the Optuna "
-        "studies and MLflow runs of the damaged run stay as they are)"
-    )
-    if not states:
-        raise BenchmarkError(f"Ray Tune's experiment state is missing from {folder}; {advice}")
-    try:
-        trials = json.loads(states[-1].read_text())["trial_data"]
-        if not isinstance(trials, list):
-            raise TypeError(f"trial_data is a {type(trials).__name__}")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise BenchmarkError(f"Ray Tune's experiment state {states[-1]} is damaged ({exc}); {advice}") from None
-    searchers = sorted(folder.glob("searcher-state-*.pkl"))
-    given = None
-    if searchers:
-        try:  # PerFoldSearch.save writes JSON (other searchers pickle: not checked)
-            given = sum(json.loads(searchers[-1].read_text())["given"].values())
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-            given = None
-    if given is not None and len(trials) < given:
-        raise BenchmarkError(
-            f"Ray Tune's experiment state {states[-1]} lists {len(trials)} trials but the search had started "
-            f"{given}: the state is damaged; {advice}"
-        )
-
-
-def make_tuner(
-    trainable: Callable,
-    settings: StudySettings,
-    space: SearchSpace,
-    *,
-    callbacks: list,
-    resume: bool = False,
-    folds: list[str] | None = None,
-):
-    """A Tuner (or a restored one) with seeded TPE through OptunaSearch and optional ASHA."""
-    from ray import tune  # ray: heavy, imported only when a study or cluster is used
-
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
-    # With a searcher, Tune keeps one trial pending unless a cap is given: default to what fits
-    max_concurrent = settings.max_concurrent or fitting_trials(settings.cpus_per_trial, settings.gpus_per_trial)
-    wrapped = tune.with_resources(trainable, resources)
-    path = f"{str(settings.storage_path).rstrip('/')}/{settings.name}"
-    if resume and tune.Tuner.can_restore(path):
-        log.info("resuming %s", path)
-        check_tune_state(path)
-        try:
-            return tune.Tuner.restore(
-                path, trainable=wrapped, resume_unfinished=True, resume_errored=False, restart_errored=False
-            )
-        except (ModuleNotFoundError, AttributeError) as exc:
-            if "benchmark" not in str(exc):
-                raise
-            raise BenchmarkError(
-                f"the Ray Tune state in {path} was saved by another version of this package ({exc}); finish that "
-                "run with the checkout that started it, or start a new run (without --resume, or with another --output)"
-            ) from None
-    storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
-
-    def optuna_search(offset: int = 0, suffix: str = ""):
-        return ResumableOptunaSearch(
-            space=space.define_by_run,
-            metric=OBJECTIVE,
-            mode="max",
-            sampler=optuna.samplers.TPESampler(seed=settings.seed + offset),
-            storage=storage,
-            study_name=settings.name + suffix if storage else None,
-        )
-
-    if folds:  # num_samples counts trials per fold
-        searcher = PerFoldSearch(
-            {fold: optuna_search(i, f"-{fold}") for i, fold in enumerate(folds)}, settings.num_samples
-        )
-    else:
-        searcher = optuna_search()
-    if settings.time_budget_s:
-        searcher = BudgetSearch(searcher, settings.time_budget_s)
-    num_samples = settings.num_samples * len(folds) if folds else settings.num_samples
-    scheduler = halving(settings.max_reports, folds, settings.halving_factor) if settings.asha else None
-    return tune.Tuner(
-        wrapped,
-        tune_config=tune.TuneConfig(
-            metric=OBJECTIVE,
-            mode="max",
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=num_samples,
-            max_concurrent_trials=max_concurrent,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=settings.name,
-            storage_path=str(settings.storage_path),
-            verbose=0,
-            callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        ),
-    )

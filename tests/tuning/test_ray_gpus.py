@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.tuning.search import StudySettings, make_tuner
+from benchmark.tuning.search import StudySettings
 from benchmark.tuning.space import SearchSpace
 from benchmark.tuning.trainable import trial_device
+from benchmark.tuning.tuner import make_tuner
 
 pytestmark = pytest.mark.slow  # end to end (Ray, MLflow, subprocesses): pytest -m 'not slow' skips it
 

@@ -76,7 +76,7 @@ def test_a_damaged_tune_state_is_refused_before_restore(tmp_path):
     import json
 
     from benchmark.core.errors import BenchmarkError
-    from benchmark.tuning.search import check_tune_state
+    from benchmark.tuning.tuner import check_tune_state
 
     folder = tmp_path / "study"
     folder.mkdir()

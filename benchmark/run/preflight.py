@@ -120,9 +120,9 @@ def resumed_locations(options: RunOptions, output: Path, recorded: dict | None) 
         expected_uri = f"{SQLITE}{output / recorded['tracking_in_output']}"
     else:
         expected_uri = recorded["tracking_uri"]
-    note = None
+    note, outside = None, not recorded.get("tracking_in_output")
     if given_uri is None:
-        if moved and expected_uri.startswith(SQLITE):
+        if moved and outside and expected_uri.startswith(SQLITE):
             raise ConfigError(
                 f"this run folder was moved or copied from {recorded['output']} to {output}, and its MLflow store "
                 f"{expected_uri} lies outside it: resuming would write into the original's store; pass "
@@ -131,7 +131,7 @@ def resumed_locations(options: RunOptions, output: Path, recorded: dict | None) 
         tracking_uri = expected_uri
     elif given_uri == expected_uri:
         tracking_uri = given_uri
-    elif moved and not recorded.get("tracking_in_output") and expected_uri.startswith(SQLITE):
+    elif moved and outside and expected_uri.startswith(SQLITE):
         tracking_uri, note = given_uri, f"resuming into MLflow store {given_uri}{was}"
     else:
         raise ConfigError(

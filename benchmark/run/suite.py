@@ -48,6 +48,7 @@ from benchmark.tracking.views import save_views
 from benchmark.tuning.callback import say
 from benchmark.tuning.search import StudySettings
 from benchmark.tuning.space import load_search_space
+from benchmark.tuning.state import verify_storage
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
         recorded = read_state(output / STATE_FILE, output).get("locations")
         locations = resumed_locations(options, output, recorded)
         options = options.model_copy(update={"tracking_uri": locations.tracking_uri, "storage": locations.storage})
+        verify_storage(RunSettings(options, suite, output).tune_storage)  # before anything is read or started
     else:
         locations = new_locations(options)
     cache = (EmbeddingCache(options.cache_dir) if options.cache_dir else EmbeddingCache()).check_writable()

@@ -237,6 +237,16 @@ def verify_experiment(experiment_path: str) -> int:
     return len(names)
 
 
+def verify_storage(storage_path: str) -> int:
+    """`verify_experiment` for every experiment folder in Ray Tune's storage (a resumed run, before it starts
+    anything); returns how many files verified."""
+    fs, folder = _fs_and_path(storage_path)
+    selector = pafs.FileSelector(folder, allow_not_found=True, recursive=False)
+    experiments = [i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory]
+    prefix = storage_path.split("://")[0] + "://" if "://" in storage_path else ""
+    return sum(verify_experiment(prefix + path if prefix else path) for path in experiments)
+
+
 class StateSigner(Callback):
     """Driver-side: after each of Tune's saves, the HMAC of every state file it wrote (read from its staging
     folder, where Tune writes before it copies to storage) joins the experiment's signatures.

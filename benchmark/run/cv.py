@@ -153,12 +153,14 @@ def tune(
         )
     progress(
         f"  {system.name}: {outcome.finished} trials finished, {outcome.failed} failed over {len(folds.folds)} folds"
+        + outcome.retries()
     )
     return grid, outcome
 
 
-def search_summary(system: System, study: StudySettings, folds: FoldPlan, grid) -> SearchSummary:
-    """How the system searched (trials, how many successive halving stopped) and fANOVA importance over folds."""
+def search_summary(system: System, study: StudySettings, folds: FoldPlan, grid, retried: int = 0) -> SearchSummary:
+    """How the system searched (trials, attempts tried again, how many successive halving stopped) and fANOVA
+    importance over folds."""
     names = {f.name: f"{study.name}-{f.name}" for f in folds.folds}
     per_fold = fold_importances(study.optuna_storage, names, seed=study.seed) if study.optuna_storage else {}
     return {
@@ -166,6 +168,7 @@ def search_summary(system: System, study: StudySettings, folds: FoldPlan, grid) 
         "successive_halving": study.asha,
         "halving_factor": study.halving_factor,
         "trials": sum(1 for r in grid if r.error is None and r.metrics),
+        **({"retried": retried} if retried else {}),
         "stopped_early": len(stopped_early(grid, system.space)),
         "importance": summarize_importance(per_fold),
     }
@@ -335,7 +338,7 @@ def run_group(
             progress=progress,
         )
         jobs += select(system, group, folds, grid, outcome)
-        logger.search[system.name] = search_summary(system, study, folds, grid)
+        logger.search[system.name] = search_summary(system, study, folds, grid, outcome.retried)
     todo = [j for j in jobs if not logger.already_fitted(j)]
     progress(
         f"  fitting {len(todo)} (system, fold) configurations on the training portions, testing each once"

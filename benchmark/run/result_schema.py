@@ -52,6 +52,7 @@ class TrialCounts(TypedDict):
     interrupted: int
     planned: int
     stopped_by: NotRequired[str]
+    retried: NotRequired[int]  # failed attempts tried again (a killed worker, a lost node)
 
 
 @with_config(_STRICT)
@@ -122,6 +123,7 @@ class SearchSummary(TypedDict):
     successive_halving: bool
     halving_factor: NotRequired[int]  # the best 1 / factor of a rung goes on (absent before it was a setting)
     trials: int
+    retried: NotRequired[int]  # failed attempts tried again (a killed worker, a lost node)
     stopped_early: int
     importance: dict[str, FoldSummary]
 

@@ -24,7 +24,7 @@ def format_summary(results: RunResults) -> str:
             f"{n:>9}  {entry['chosen']['short']}"
         )
         trials = entry["trials"]
-        if trials.get("planned") and trials["finished"] < trials["planned"]:
+        if trials.get("planned") and (trials["finished"] < trials["planned"] or trials.get("retried")):
             lines.append(f"{'':<26}({_trial_counts(trials)})")
     cut = _inputs_cut(results)
     if cut:
@@ -53,6 +53,7 @@ def _trial_counts(trials: dict) -> str:
         f"{trials['finished']} of {trials.get('planned', '?')} trials finished, {trials['failed']} failed, "
         f"{trials.get('interrupted', 0)} interrupted"
     )
+    text += f", {trials['retried']} retried after a lost worker or node" if trials.get("retried") else ""
     return text + ("; stopped by the time budget" if trials.get("stopped_by") else "")
 
 

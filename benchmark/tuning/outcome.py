@@ -14,6 +14,7 @@ class StudyOutcome:
     interrupted: list[str] = field(default_factory=list)  # trial ids left running by an interrupt (resume reruns them)
     planned: int = 0
     budget_reached: bool = False  # the time budget ended the study before every planned trial started
+    retried: int = 0  # attempts that failed and were tried again (a lost node, a killed worker)
 
     def as_dict(self) -> dict:
         return {
@@ -22,7 +23,12 @@ class StudyOutcome:
             "interrupted": len(self.interrupted),
             "planned": self.planned,
             **({"stopped_by": "time budget"} if self.budget_reached else {}),
+            **({"retried": self.retried} if self.retried else {}),
         }
+
+    def retries(self) -> str:
+        """', 2 retried after a lost worker or node' when any attempt was tried again, else ''."""
+        return f", {self.retried} retried after a lost worker or node" if self.retried else ""
 
 
 #: ids of trials Tune reported complete (callbacks' on_trial_complete) in this process: a trial that a scheduler
@@ -43,6 +49,7 @@ def study_outcome(grid, planned: int, time_budget_s: float | None, interrupted: 
             outcome.failed += 1
         else:
             outcome.interrupted.append(trial.trial_id)
+        outcome.retried += int(getattr(trial.run_metadata, "num_failures", 0) or 0) - (trial.status == "ERROR")
     started = outcome.finished + outcome.failed + len(outcome.interrupted)
     outcome.budget_reached = bool(time_budget_s) and not interrupted and started < planned
     return outcome

@@ -95,3 +95,40 @@ def test_a_killed_trial_is_retried_then_recorded_and_the_study_goes_on(ray_one_l
     # only the killing value fails; Ray may leave `config` empty for a trial that died before reporting
     assert all(r.config["loss"]["temperature"] < 0.08 and r.metrics["objective"] == 1.0 for r in finished)
     assert all(r.config["loss"]["temperature"] > 0.08 for r in failed if r.config is not None)
+
+
+def reports_slowly(config):
+    """Ten reports 0.3 s apart; the first attempt of the first trial writes its worker's PID for the test to kill."""
+    from ray import tune
+
+    marker = Path(os.environ["PROBE_BARRIER"]) / "pid"
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+    for step in range(10):
+        time.sleep(0.3)
+        tune.report({"objective": 1.0, "step": step})
+
+
+def test_a_trial_worker_killed_by_its_pid_is_retried_and_counted(ray_one_logical_gpu, tmp_path):
+    import threading
+
+    from benchmark.tuning.outcome import study_outcome
+
+    marker = Path(os.environ.get("PROBE_BARRIER", tmp_path / "barrier")) / "pid"
+
+    def kill_when_reporting():
+        deadline = time.time() + 120
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.2)  # a few reports in
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_reporting, daemon=True)
+    killer.start()
+    space = SearchSpace(name="killed", parameters={"loss/temperature": {"type": "categorical", "choices": [0.05]}})
+    settings = StudySettings(name="killed", storage_path=tmp_path, num_samples=3, max_failures=2, max_concurrent=2)
+    grid = make_tuner(reports_slowly, settings, space, callbacks=[]).fit()
+    killer.join(timeout=5)
+    outcome = study_outcome(grid, 3, None)
+    assert (outcome.finished, outcome.failed, outcome.retried) == (3, 0, 1)
+    assert all(r.metrics["step"] == 9 for r in grid)  # every configuration ran to its end, the killed one again

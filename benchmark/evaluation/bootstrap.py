@@ -6,9 +6,26 @@ Grouped metrics resample whole groups (targets), so queries of one target move t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+#: a cluster bootstrap over fewer groups than this draws too few distinct resamples for a 95% interval (one group:
+#: every resample is the sample, an interval of zero width; two groups: three distinct means), so an estimate over
+#: fewer groups carries no interval and no p-value, and says why
+MIN_GROUPS = 5
+
+
+def too_few_groups(groups) -> str | None:
+    """Why grouped resampling gives no interval here (fewer than `MIN_GROUPS` groups), or None."""
+    if groups is None:
+        return None
+    count = len(np.unique(np.asarray(groups)))
+    if count >= MIN_GROUPS:
+        return None
+    plural = "s" if count != 1 else ""
+    return f"only {count} group{plural}: no 95% CI or p-value (a cluster bootstrap needs >= {MIN_GROUPS})"
 
 
 @dataclass(frozen=True)
@@ -18,11 +35,14 @@ class Estimate:
     ci_high: float
     n: int
     n_groups: int | None = None
+    note: str | None = None  # why there is no interval (too few groups)
 
     def as_dict(self) -> dict:
         out = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
         if self.n_groups is not None:
             out["n_groups"] = self.n_groups
+        if self.note:
+            out["note"] = self.note
         return out
 
 
@@ -137,8 +157,11 @@ def bootstrap_mean(values, *, groups=None, n_boot: int = 1000, seed: int = 0, al
     if len(values) == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0, 0 if groups is not None else None)
     groups_arr = None if groups is None else np.asarray(groups)
-    low, high = interval(_resample_means(values, groups_arr, n_boot, seed), alpha)
     n_groups = None if groups_arr is None else int(len(np.unique(groups_arr)))
+    note = too_few_groups(groups_arr)
+    if note:
+        return Estimate(float(values.mean()), math.nan, math.nan, int(len(values)), n_groups, note)
+    low, high = interval(_resample_means(values, groups_arr, n_boot, seed), alpha)
     return Estimate(float(values.mean()), low, high, int(len(values)), n_groups)
 
 
@@ -160,15 +183,17 @@ class PairedDifference:
     ci_high: float
     p_value: float
     n: int
+    note: str | None = None  # why there is no interval or p-value (too few groups)
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "difference": self.difference,
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
             "p_value": self.p_value,
             "n": self.n,
         }
+        return {**out, "note": self.note} if self.note else out
 
 
 def paired_bootstrap(a, b, *, groups=None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> PairedDifference:
@@ -176,6 +201,9 @@ def paired_bootstrap(a, b, *, groups=None, n_boot: int = 1000, seed: int = 0, al
     if a.shape != b.shape:
         raise ValueError(f"paired bootstrap needs the same queries for both systems: {a.shape} vs {b.shape}")
     diff = a - b
+    note = too_few_groups(groups)
+    if note:
+        return PairedDifference(float(diff.mean()), math.nan, math.nan, math.nan, int(len(diff)), note)
     stats = _resample_means(diff, None if groups is None else np.asarray(groups), n_boot, seed)
     low, high = interval(stats, alpha)
     p = 2 * min(np.mean(stats <= 0), np.mean(stats >= 0))

@@ -18,7 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from benchmark.evaluation.bootstrap import Estimate, bootstrap_mean, bootstrap_median, interval, resample_statistics
+from benchmark.evaluation.bootstrap import (
+    Estimate,
+    bootstrap_mean,
+    bootstrap_median,
+    interval,
+    resample_statistics,
+    too_few_groups,
+)
 
 RECALL_KS = (1, 5, 10)
 CURVE_MAX_K = 50
@@ -201,6 +208,12 @@ def summarize(values: dict[str, np.ndarray], groups: np.ndarray | None, *, n_boo
             for name, v in vectors.items()
         }
     group_arr = None if groups is None else np.asarray(groups)
+    note = too_few_groups(group_arr)
+    if note:  # no interval from a handful of groups: the points alone, saying why
+        n_groups = int(len(np.unique(group_arr)))
+        return {
+            name: Estimate(float(v.mean()), np.nan, np.nan, n, n_groups, note).as_dict() for name, v in vectors.items()
+        }
     # grouped modes carry no median rank (`per_query_values`), so one call serves every metric
     stats = resample_statistics(
         vectors,

@@ -23,6 +23,8 @@ def _versus(upper: Row, lower: Row) -> str:
         return "n/a"
     groups = a.index.get_level_values("group").to_numpy() if "group" in (a.index.names or []) else None
     diff = paired_bootstrap(a.to_numpy(), b.to_numpy(), groups=groups, seed=0)
+    if diff.note:
+        return f"n/a ({diff.note})"
     return f"{'yes' if diff.ci_low > 0 else 'no'} (p={diff.p_value:.3f})"
 
 

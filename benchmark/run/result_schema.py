@@ -41,6 +41,7 @@ class MetricValue(TypedDict):
     ci_high: float
     n: int
     n_groups: NotRequired[int]
+    note: NotRequired[str]  # why ci_low / ci_high are NaN: too few groups for an interval
 
 
 @with_config(_STRICT)

@@ -139,6 +139,8 @@ def _json_default(value):
 def _fmt(entry: dict | None, digits: int = 3) -> str:
     if not entry or entry.get("value") is None or (isinstance(entry["value"], float) and math.isnan(entry["value"])):
         return "-"
+    if entry.get("note"):  # no interval (too few groups)
+        return f"{entry['value']:.{digits}f} (no CI)"
     return f"{entry['value']:.{digits}f} [{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
 
 
@@ -178,9 +180,11 @@ def format_table(result: dict) -> str:
                     f"{_fmt(metrics[name])} with them (n {metrics[name]['n']})"
                 )
     for key, diff in result.get("comparisons", {}).items():
-        lines.append(
-            f"bridge - untrained {key}: {diff['difference']:+.3f} "
-            f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}] p={diff['p_value']:.3f}"
+        interval = (
+            f"({diff['note']})"
+            if diff.get("note")
+            else f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}] p={diff['p_value']:.3f}"
         )
+        lines.append(f"bridge - untrained {key}: {diff['difference']:+.3f} {interval}")
     lines += [f"note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)

@@ -112,3 +112,22 @@ def test_paired_bootstrap():
     assert diff.difference > 0 and diff.ci_low > 0 and diff.p_value < 0.01
     with pytest.raises(ValueError, match="same queries"):
         paired_bootstrap(a, a[:10])
+
+
+def test_grouped_retrieval_over_too_few_groups_claims_no_interval_and_no_p_value():
+    """One or two targets: a cluster bootstrap gave a zero-width '95% CI' and p = 0.000; now neither is claimed."""
+    from benchmark.evaluation.bootstrap import MIN_GROUPS, paired_bootstrap
+    from benchmark.evaluation.metrics import summarize
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(60), rng.random(60) * 0.5
+    for count in (1, 2, MIN_GROUPS - 1):
+        groups = np.arange(60) % count
+        summary = summarize({"recall@1": a}, groups, n_boot=200, seed=0)["recall@1"]
+        assert summary["value"] == pytest.approx(a.mean()) and summary["n_groups"] == count
+        assert np.isnan(summary["ci_low"]) and np.isnan(summary["ci_high"]) and "no 95% CI" in summary["note"]
+        diff = paired_bootstrap(a, b, groups=groups, n_boot=200, seed=0)
+        assert np.isnan(diff.p_value) and diff.note
+    enough = summarize({"recall@1": a}, np.arange(60) % MIN_GROUPS, n_boot=200, seed=0)["recall@1"]
+    assert enough["ci_low"] < enough["value"] < enough["ci_high"] and "note" not in enough
+    assert paired_bootstrap(a, b, groups=np.arange(60) % MIN_GROUPS, n_boot=200, seed=0).p_value < 0.05

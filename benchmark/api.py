@@ -142,8 +142,24 @@ def train_and_evaluate(
                 f"{name}: {gallery['tied_items']} of {gallery['size']} gallery {gallery['modality']}s share their "
                 f"frozen features with another ({trial_data.encoders.get(gallery['modality'], {}).get('name', '?')}); "
                 "queries whose answer is one of them can only tie"
-                + (" (try ecfp4-chiral: ECFP4 ignores chirality)" if config.mol_encoder.name == "ecfp4" else "")
+                + (
+                    " (try ecfp4-chiral: ECFP4 ignores chirality)"
+                    if gallery["modality"] == "molecule" and config.mol_encoder.name == "ecfp4"
+                    else ""
+                )
             )
+    notes += _degenerate_groups(result.metrics)
+    return out
+
+
+def _degenerate_groups(metrics: dict) -> list[str]:
+    """A note per grouped mode scored over too few groups for an interval (the metric entries say so too)."""
+    out = []
+    for mode, by_metric in metrics.items():
+        note = next((e.get("note") for e in by_metric.values() if isinstance(e, dict) and e.get("note")), None)
+        if note:
+            out.append(f"{mode}: {note}; the point estimate alone is reported")
+            log.warning(out[-1])
     return out
 
 

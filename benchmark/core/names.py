@@ -27,6 +27,8 @@ TAG_ENCODERS = "encoders"
 TAG_CHOSEN_CONFIG = "chosen_config"
 TAG_FINAL_SEEDS = "final_seeds"
 TAG_NOTE = "mlflow.note.content"  # a run's (or experiment's) description in the MLflow UI
+#: why a task's grouped metrics carry no interval (too few groups for a cluster bootstrap)
+TAG_INTERVAL_NOTE = "interval_note"
 TAG_NODE_ID = "ray.node_id"  # the Ray node a trial or fit ran on
 TAG_HOST = "ray.host"  # that node's host name
 TAG_NODE_IP = "ray.node_ip"

@@ -16,6 +16,7 @@ from benchmark.core.names import (
     TAG_CHOSEN_CONFIG,
     TAG_ENCODERS,
     TAG_FINAL_SEEDS,
+    TAG_INTERVAL_NOTE,
     TAG_NOTE,
     TAG_RANKING,
     TAG_RUN_UID,
@@ -126,11 +127,13 @@ def _log_finals(
                 f"{base}.p_value": diff["p_value"],
             }
         )
+    notes = sorted({e["note"] for by in final["metrics"].values() for e in by.values() if e.get("note")})
     tracker.log(
         parent,
         params={f"chosen.{k}": v for k, v in outcome.config.flat().items() if k != "seed"},
-        metrics={**metrics, **_display(task, final)},
+        metrics={k: v for k, v in {**metrics, **_display(task, final)}.items() if v == v},  # NaN: no interval
         tags={
+            **({TAG_INTERVAL_NOTE: "; ".join(notes)} if notes else {}),
             **_ranking(task, final, outcome.config),
             TAG_FINAL_SEEDS: ",".join(map(str, outcome.seeds)),
             "chosen_encoders": f"{outcome.config.mol_encoder.name}+{outcome.config.text_encoder.name}",

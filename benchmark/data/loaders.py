@@ -88,10 +88,12 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        if suffix in (".tsv", ".tsv.gz", ".tab", ".txt"):
-            return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=True)
-        if suffix in (".csv", ".csv.gz"):
-            return pd.read_csv(path, dtype=str, keep_default_na=True)
+        if suffix in (".tsv", ".tsv.gz", ".tab", ".txt", ".csv", ".csv.gz"):
+            sep = "," if suffix.startswith(".csv") else "\t"
+            _check_header(path, sep)
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True)
+    except DataError:
+        raise
     except UnicodeDecodeError as exc:  # name the line, not the byte offset pandas reports
         raise DataError(
             f"cannot read {str(path)!r}: line {_line_of_byte(path, exc.start)} is not UTF-8 ({exc.reason}, byte "
@@ -100,6 +102,23 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     except Exception as exc:  # pandas raises many kinds; all mean "unreadable file"
         raise DataError(f"cannot read {str(path)!r} as {suffix.lstrip('.')}: {exc}") from exc
     raise DataError(f"data file {str(path)!r} has unsupported suffix {path.suffix!r}; use .csv, .tsv or .parquet")
+
+
+def _check_header(path: Path, sep: str) -> None:
+    """A header that names a column twice is refused (pandas would rename the second 'name.1' and the loader
+    would silently read the first)."""
+    try:
+        names = list(pd.read_csv(path, sep=sep, dtype=str, nrows=1, header=None).iloc[0])
+    except (pd.errors.EmptyDataError, IndexError):
+        return  # an empty file: the full read says so
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if isinstance(name, str) and name in seen:
+            raise DataError(
+                f"{str(path)!r}: the header names column {name!r} twice (columns {seen[name]} and {position}); "
+                "rename one so that it is clear which to read"
+            )
+        seen.setdefault(name, position)
 
 
 def _line_of_byte(path: Path, offset: int) -> int | str:

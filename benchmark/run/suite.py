@@ -47,7 +47,7 @@ from benchmark.tracking.store import Tracker, check_reachable, tracking_lost
 from benchmark.tracking.views import save_views
 from benchmark.tuning.callback import say
 from benchmark.tuning.search import StudySettings
-from benchmark.tuning.space import load_search_space
+from benchmark.tuning.space import check_space_encoders, load_search_space
 from benchmark.tuning.state import verify_storage
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,9 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
     suite = get_suite(options.suite)
     tasks = [get_task(name) for name in suite.tasks]
     # every search space the run will use is read now: a bad one fails before any store, run or Ray starts
-    if suite.systems:
-        for name in suite.systems:
-            load_search_space(get_system(name).search_space)
-    else:
-        load_search_space(options.search_space or suite.search_space)
+    names = [get_system(n).search_space for n in suite.systems] or [options.search_space or suite.search_space]
+    for name in names:
+        check_space_encoders(load_search_space(name))
     output = Path(options.output).resolve()
     check_before_start(options, output)
     if options.resume and (output / STATE_FILE).exists():

@@ -130,6 +130,18 @@ def scaffold_groups(dataset: PairDataset) -> dict[str, np.ndarray]:
     return {s: np.array(m) for s, m in by_scaffold.items()}
 
 
+def _scaffold_cause(dataset: PairDataset) -> str:
+    """Why a scaffold split cannot fill a side: its largest scaffolds, named, and what to do."""
+    groups = sorted(scaffold_groups(dataset).items(), key=lambda item: -len(item[1]))
+    top, members = groups[0]
+    label = repr(top) if top else "'' (acyclic molecules, which have no ring scaffold)"
+    return (
+        f"the largest Bemis-Murcko scaffold, {label}, holds {len(members)} of {dataset.n_molecules} molecules "
+        f"({len(groups)} scaffold{'s' if len(groups) != 1 else ''} in all) and a scaffold never spans two sides: "
+        "use a split that does not group by scaffold (random), or data with more scaffolds"
+    )
+
+
 def scaffold_split(dataset: PairDataset, seed: int, fractions) -> list[np.ndarray]:
     groups = scaffold_groups(dataset)
     n = dataset.n_molecules
@@ -292,7 +304,8 @@ def make_split(
         if wanted > 0 and len(rows) == 0:
             raise DataError(
                 f"{dataset.source}: the {name} split left the {side} side empty "
-                f"({dataset.n_molecules} molecules, fractions {fractions}); use more data or other fractions"
+                f"({dataset.n_molecules} molecules, fractions {fractions}); "
+                + (_scaffold_cause(dataset) if name == "scaffold" else "use more data or other fractions")
             )
     sides = [np.sort(train), np.sort(val), np.sort(test)]
     details = method.describe(dataset, sides) if method.describe else {}

@@ -22,8 +22,9 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from benchmark.bundled import resource_dir
-from benchmark.core.errors import ConfigError, UnknownNameError
+from benchmark.core.errors import BenchmarkError, ConfigError, UnknownNameError
 from benchmark.core.settings import Strict, read_yaml_mapping, validate
+from benchmark.encoders.registry import check_encoder_name, encoders_of
 from benchmark.model.config import TrialConfig
 
 SPACES_ENV = "BENCHMARK_SEARCH_SPACES_DIR"
@@ -159,6 +160,22 @@ class SearchSpace(Strict):
             names = list(spec.choices) if spec is not None else [default.name]
             out.append([{"name": n, "params": default.params if n == default.name else {}} for n in names])
         return out[0], out[1]
+
+
+def check_space_encoders(space: SearchSpace) -> None:
+    """Every encoder the space may ask for is registered, and of its side's modality: an unknown name fails here
+    (with "did you mean"), before a store is created or Ray starts, not in the middle of a run."""
+    for side, specs in zip(("molecule", "text"), space.encoder_choices(), strict=True):
+        for spec in specs:
+            try:
+                entry = check_encoder_name(spec["name"])
+            except BenchmarkError as exc:
+                raise ConfigError(f"search space {space.name!r}: {exc}") from None
+            if entry.modality != side:
+                raise ConfigError(
+                    f"search space {space.name!r}: {spec['name']!r} is a {entry.modality} encoder, named as a "
+                    f"{side} encoder; {side} encoders: {', '.join(encoders_of(side))}"
+                )
 
 
 def spaces_dir() -> Path:

@@ -6,6 +6,7 @@ import pytest
 from benchmark.core.errors import ConfigError, DataError, UnknownNameError
 from benchmark.data import ColumnMap, load_dataset
 from benchmark.data.text_fields import parse_template, render
+from benchmark.splits import make_split
 
 
 def test_snapshot_counts_match_its_readme(snapshot):
@@ -234,3 +235,25 @@ def test_bad_bytes_are_reported_by_line(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset(path, columns=ColumnMap(smiles="smiles", text="text"))
     assert "line 3 is not UTF-8" in str(info.value) and "save the file as UTF-8" in str(info.value)
+
+
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path, tiny_frame):
+    frame = tiny_frame.copy()
+    frame.insert(len(frame.columns), "mechanism_of_action_dup", "something else entirely")
+    path = tmp_path / "dup.csv"
+    frame.to_csv(path, index=False)
+    path.write_text(path.read_text().replace("mechanism_of_action_dup", "mechanism_of_action", 1))
+    with pytest.raises(DataError, match="names column 'mechanism_of_action' twice"):
+        load_dataset(path)
+
+
+def test_one_scaffold_for_the_whole_dataset_is_named_as_the_cause(tmp_path, tiny_frame):
+    frame = tiny_frame.copy()
+    acyclic = {
+        m: f"{'C' * (i % 9 + 1)}{'O' * (i // 9 % 4)}N" for i, m in enumerate(frame["molecule_chembl_id"].unique())
+    }
+    frame["canonical_smiles"] = frame["molecule_chembl_id"].map(acyclic)  # one structure per id, none with a ring
+    path = tmp_path / "acyclic.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match="largest Bemis-Murcko scaffold, '' \\(acyclic molecules.*1 scaffold in all"):
+        make_split(load_dataset(path), "scaffold", seed=0)

@@ -93,3 +93,41 @@ def test_read_only_places_are_refused_for_output_and_store(tmp_path):
             check_tracking_uri(f"sqlite:///{ro / 'x.db'}")
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ({"space": {"mol_encoder/name": {"type": "categorical", "choices": ["ecfp4", "ecfp5x"]}}}, "unknown encoder"),
+        ({"space": {"text_encoder/name": {"type": "categorical", "choices": ["ecfp4"]}}}, "is a molecule encoder"),
+        ({"address": "127.0.0.1:1"}, "127.0.0.1:1"),
+        ({"output_is_file": True}, "is a file, not a folder"),
+    ],
+)
+def test_a_run_refuses_bad_input_before_it_creates_a_store_or_starts_ray(problem, message, tmp_path, tiny_csv):
+    from suite_helpers import TINY_SPACE, write_suite
+
+    from benchmark.run.suite import run_suite
+    from benchmark.tasks.specs import scoped_registry
+
+    space = {**TINY_SPACE, "parameters": {**TINY_SPACE["parameters"], **problem.get("space", {})}}
+    folder = write_suite(tmp_path / "tasks", tiny_csv, space=space, name="pre", prefix="pre")
+    output = tmp_path / "out"
+    if problem.get("output_is_file"):
+        output.write_text("not a folder")
+    options = RunOptions(
+        suite="pre",
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+        output=str(output),
+        address=problem.get("address"),
+        allow_download=False,
+    )
+    ray = sys.modules.get("ray")
+    running = ray is not None and ray.is_initialized()
+    with pytest.MonkeyPatch.context() as patch, scoped_registry():
+        patch.setenv("BENCHMARK_TASKS_DIR", str(folder))
+        with pytest.raises(BenchmarkError, match=message):
+            run_suite(options)
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "m.db.lock").exists()
+    assert not (output.is_dir() and any(output.iterdir()))
+    assert running or sys.modules.get("ray") is None or not sys.modules["ray"].is_initialized()

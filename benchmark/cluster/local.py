@@ -91,6 +91,24 @@ class RayCluster:
         )
         _check(done)
 
+    def wait_for_job_agent(self, timeout: float = 90) -> None:
+        """Until the head's job agent accepts a job: right after `ray start --head`, `ray job submit` can answer 500
+        "No available agent to submit job" for a while (seen on a loaded machine)."""
+        deadline = time.time() + timeout
+        while True:
+            done = subprocess.run(
+                [RAY, "job", "submit", f"--address={self.dashboard}", "--no-wait", "--", "true"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if done.returncode == 0:
+                return
+            if "No available agent" not in done.stderr + done.stdout or time.time() > deadline:
+                _check(done)
+            time.sleep(2)
+
     def add_worker(self, *, hide: Path | None = None) -> str:
         """A worker node (1 CPU) in its own temp folder; with `hide`, that folder is empty to it (another host)."""
         temp = self._temp("rw")

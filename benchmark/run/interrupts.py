@@ -74,8 +74,9 @@ class StopSignal:
             return
         self.failure = reason
         log.error("%s; the run stops, keeping the state it saved last", reason)
-        if self._in_study and not self._event.is_set() and threading.current_thread() is threading.main_thread():
-            signal.raise_signal(signal.SIGINT)  # Tune's handler: it stops the study as at a Ctrl-C
+        main = threading.current_thread() is threading.main_thread()
+        if self._in_study and not self._event.is_set() and main and signal.getsignal(signal.SIGINT) != self._handler:
+            signal.raise_signal(signal.SIGINT)  # Tune's handler (inside its fit): it stops the study as at a Ctrl-C
         self._event.set()
 
     @property

@@ -240,14 +240,15 @@ def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path,
         assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    # Ray Tune's experiment state cut short: refused with one line, instead of a silently partial resume
+    # Ray Tune's experiment state cut short: refused with one line (it no longer matches its signature), instead of a
+    # silently partial resume
     state = sorted((tmp_path / "out" / "ray").glob("*/experiment_state-*.json"))[-1]
     whole = state.read_bytes()
     state.write_bytes(whole[: len(whole) // 2])
     refused = cli_in_process(args + ["--resume"], env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
-    assert f"Ray Tune's experiment state {state} is damaged" in refused.stderr
-    assert "without --resume, or with another --output" in refused.stderr
+    assert f"Ray Tune's state file {state} does not match its signature" in refused.stderr
+    assert "without --resume (or with another --output)" in refused.stderr
     state.write_bytes(whole)
     done = cli_in_process(args + ["--resume"], env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -195,6 +195,7 @@ def test_sigterm_to_the_process_group_stops_like_a_first_ctrl_c(slow_suite):
     assert proc.wait(timeout=120) == 143  # 128 + SIGTERM
     log = slow_suite["log"].read_text()
     assert "SIGTERM received" not in log and "Aborted" not in log
+    assert "SIGTERM: " in log and "Ctrl-C:" not in log  # the message names the signal that came
     assert "--resume" in log.split("resume with: ")[-1]
     counts = json.loads((slow_suite["out"] / "results.json").read_text())["tasks"]["slow-global"]["trials"]
     assert counts["finished"] >= 1 and optuna_states(slow_suite).get("COMPLETE", 0) == counts["finished"]

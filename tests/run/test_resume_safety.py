@@ -105,3 +105,36 @@ def test_a_resume_writes_where_the_run_lives_and_trusts_no_state_it_did_not_sign
     assert set(statuses(copy / "mlflow.db")) == {"FINISHED"}
     with sqlite3.connect(copy / "optuna.db") as con:
         assert dict(con.execute("select state, count(*) from trials group by state").fetchall())["COMPLETE"] == 4
+
+
+def test_a_disk_that_fills_mid_run_stops_it_cleanly_and_the_resume_finishes_it(tmp_path, tiny_csv, cli_in_process):
+    """--output on a small tmpfs that a filler file fills mid-study: one line with the path and the free space,
+    exit 2, no MLflow run left RUNNING, the state saved last intact; once space is freed the printed --resume
+    finishes with every trial once (it used to lose the completed trials to a truncated Tune state)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        out, db = disk / "out", tmp_path / "mlflow.db"
+        args, tracking, env = slow_run(tmp_path, tiny_csv, out, empty_store(db), name="full")
+        log = tmp_path / "run.log"
+        proc = start_and_wait(args + tracking, env, log)
+        with open(disk / "filler", "wb") as filler:
+            with pytest.raises(OSError):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+        assert proc.wait(timeout=240) == 2, log.read_text()[-3000:]
+        text = log.read_text()
+        assert "free" in text and "resume with: " in text and "Traceback" not in text, text[-3000:]
+        assert "RUNNING" not in statuses(db)
+        (disk / "filler").unlink()
+        done = cli_in_process(args + tracking + ["--resume"], env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert stages(db) == {"task": 2, "trial": 8, "final": 2}  # every trial once: none lost, none twice
+        assert set(statuses(db)) == {"FINISHED"}
+        with sqlite3.connect(out / "optuna.db") as con:
+            assert dict(con.execute("select state, count(*) from trials group by state").fetchall())["COMPLETE"] == 4
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

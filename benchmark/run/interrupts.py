@@ -74,8 +74,7 @@ class StopSignal:
             return
         self.failure = reason
         log.error("%s; the run stops, keeping the state it saved last", reason)
-        main = threading.current_thread() is threading.main_thread()
-        if self._in_study and not self._event.is_set() and main and signal.getsignal(signal.SIGINT) != self._handler:
+        if self._in_study and not self._event.is_set() and _tune_owns_sigint(self._handler):
             signal.raise_signal(signal.SIGINT)  # Tune's handler (inside its fit): it stops the study as at a Ctrl-C
         self._event.set()
 
@@ -172,6 +171,14 @@ class _TuneStopWatcher(logging.Handler):
             self.stop.request()
         elif record.levelno >= logging.ERROR and "Trials did not complete" not in message:
             log.error("Ray Tune: %s", message)
+
+
+def _tune_owns_sigint(ours) -> bool:
+    """Whether SIGINT now goes to a handler other than the run's and Python's own (Tune's, inside its fit)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    handler = signal.getsignal(signal.SIGINT)
+    return callable(handler) and handler != ours and handler is not signal.default_int_handler
 
 
 def _names(signum: int) -> tuple[str, str]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray
+from benchmark.cluster.ray_cluster import check_resources, check_storage_shared, fitting_trials, init_ray, is_uri
 from benchmark.core.errors import TrackingLost, WriteFailed
 from benchmark.core.io import check_sqlite_file, disk_full, free_space
 from benchmark.core.names import (
@@ -183,7 +183,8 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
             if full:  # a store on a full disk (Optuna's, MLflow's sqlite): stop as for a failed save
                 _end_open_runs(ctx, "KILLED")
                 raise WriteFailed(
-                    f"{full}; the state saved last is intact; free space, then resume with: {resume_command(options)}"
+                    f"{full}; {_free_where(ctx)}; the state saved last is intact; free space, then resume with: "
+                    f"{resume_command(options)}"
                 ) from exc
             lost = tracking_lost(exc, ctx.tracker.tracking_uri)
             if lost:  # nothing to mark: the server is gone; MLflow's runs stay RUNNING until the resume ends them
@@ -198,6 +199,17 @@ def run_suite(options: RunOptions, progress: Callable[[str], None] | None = None
             raise
         finally:
             ctx.lock.release()
+
+
+def _free_where(ctx: RunContext) -> str:
+    """'free: 0.0 GB in /out (the run folder: Optuna, Tune state), 41.2 GB beside the MLflow store ...'."""
+    places = [(ctx.settings.output, "the run folder: its state, Optuna's studies")]
+    if not is_uri(ctx.settings.tune_storage) and not ctx.settings.tune_storage.startswith(str(ctx.settings.output)):
+        places.append((Path(ctx.settings.tune_storage), "Ray Tune's storage"))
+    uri = ctx.tracker.tracking_uri
+    if uri.startswith("sqlite:///"):
+        places.append((Path(uri[len("sqlite:///") :]).parent, "the MLflow store"))
+    return "free: " + ", ".join(f"{free_space(Path(path))} in {path} ({what})" for path, what in places)
 
 
 def _end_open_runs(ctx: RunContext, status: str) -> None:

@@ -105,5 +105,7 @@ def columns(text: str) -> list[str]:
 
 def row_cells(text: str, run) -> str:
     """The cells of `run` under those headers, as the page shows them ('|'-joined)."""
-    values = [shown(run.data.metrics[c]) if c in run.data.metrics else run.data.tags.get(c, "") for c in columns(text)]
+    values = [  # MLflow shows '-' where a run has no such metric or tag (an interval too few groups could not give)
+        shown(run.data.metrics[c]) if c in run.data.metrics else run.data.tags.get(c, "-") for c in columns(text)
+    ]
     return "|" + "|".join(values) + "|"

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from benchmark.cluster.ray_cluster import check_can_join, is_uri
 from benchmark.core.errors import ConfigError
 from benchmark.core.io import unwritable
@@ -52,8 +54,6 @@ def check_cluster_and_resources(options: RunOptions) -> None:
             "--cpus-per-trial, or join a larger cluster with --address"
         )
     if options.gpus_per_trial:
-        import torch  # the trainer's own dependency, already loaded by the package: counts CUDA devices
-
         gpus = torch.cuda.device_count()
         if options.gpus_per_trial > gpus:
             raise ConfigError(

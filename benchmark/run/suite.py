@@ -90,6 +90,11 @@ def _open(
 ) -> RunContext:
     """Stage: the run state, the tracking store (runs a killed driver cut off are cleared), Ray and its checks."""
     options, suite = settings.options, settings.suite
+    # Ray first: a cluster too small for a trial, or blind to the storage, is refused before the run's state or
+    # its tracking store is written
+    init_ray(options.address)
+    check_resources(options.cpus_per_trial, options.gpus_per_trial)
+    check_storage_shared(settings.tune_storage, flag="--storage" if options.storage else "--output or --storage")
     state = RunState.open(settings.output, options)
     state["locations"] = locations.record(settings.output)  # where this run writes (a moved folder: from now on)
     state.save()
@@ -113,9 +118,6 @@ def _open(
                 f"resume: {cut} MLflow run(s) cut off when the previous driver was killed are deleted "
                 "and logged again whole"
             )
-    init_ray(options.address)
-    check_resources(options.cpus_per_trial, options.gpus_per_trial)
-    check_storage_shared(settings.tune_storage, flag="--storage" if options.storage else "--output or --storage")
     return RunContext(settings, tracker, state, cache, progress, lock=lock)
 
 

@@ -267,9 +267,12 @@ class StateSigner(Callback):
         if self._manifest is None:
             key = load_key()
             fs, folder = _fs_and_path(self.experiment_path)
-            self._manifest = read_manifest(self.experiment_path, key) or Manifest(
-                key, posixpath.basename(folder.rstrip("/"))
-            )
+            try:  # a resumed study adds to its verified signatures
+                found = read_manifest(self.experiment_path, key)
+            except BenchmarkError:  # a new study over an old folder whose signatures do not verify: start afresh
+                log.info("the signatures in %s do not verify; this study signs its own state afresh", folder)
+                found = None
+            self._manifest = found or Manifest(key, posixpath.basename(folder.rstrip("/")))
         return self._manifest
 
     def sign_storage_file(self, name: str) -> None:

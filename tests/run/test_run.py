@@ -282,6 +282,7 @@ def test_resources_the_cluster_cannot_hold_are_refused_before_anything_launches(
             )
         )
     assert not (tmp_path / "o" / "ray").exists()
+    assert not (tmp_path / "m.db").exists()  # refused before the tracking store is made
 
 
 def test_two_runs_share_one_sqlite_store_at_once(tiny_suite, tmp_path):

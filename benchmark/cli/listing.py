@@ -15,6 +15,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
+from benchmark.cli.options import add_folder_options
 from benchmark.core.errors import UnknownNameError, WriteFailed
 from benchmark.core.io import atomic_write_bytes, cache_dir, sha256_bytes
 from benchmark.core.version import __version__
@@ -197,6 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print {kind: [row, ...]} as JSON (for scripts) instead of tables"
     )
+    add_folder_options(parser)
 
 
 def table(kind: str, rows: list[Row]) -> Table:

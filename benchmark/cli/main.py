@@ -13,11 +13,12 @@ import traceback
 
 from pydantic import ValidationError
 
-from benchmark.cli import download, listing, perf, report, run, train
+from benchmark.cli import compare, download, listing, perf, report, run, train
+from benchmark.cli.options import user_folders
 from benchmark.core.errors import BenchmarkError
 
 #: the verbs, in the order `--help` lists them
-VERBS = {verb.NAME: verb for verb in (listing, train, run, report, perf, download)}
+VERBS = {verb.NAME: verb for verb in (listing, train, run, compare, report, perf, download)}
 NOISY_LOGGERS = ("sentence_transformers", "transformers", "httpx", "urllib3", "filelock", "matplotlib", "alembic")
 
 
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return VERBS[args.command].execute(args)
+        with user_folders(args):
+            return VERBS[args.command].execute(args)
     except (BenchmarkError, ValidationError) as exc:
         if args.debug:
             traceback.print_exc()

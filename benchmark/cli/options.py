@@ -3,10 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from benchmark.core.errors import ConfigError
 from benchmark.data.loaders import ColumnMap
+from benchmark.tasks.specs import TASKS_ENV
+from benchmark.tuning.space import SPACES_ENV
+
+
+def add_folder_options(p: argparse.ArgumentParser) -> None:
+    """`--tasks-dir` / `--search-spaces-dir`: the user's folders, added to the bundled ones (as the environment
+    variables BENCHMARK_TASKS_DIR / BENCHMARK_SEARCH_SPACES_DIR do; both may name several)."""
+    p.add_argument(
+        "--tasks-dir", action="append", default=[], metavar="FOLDER",
+        help="a folder of task YAML, systems.yaml and suites.yaml added to the bundled ones (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--search-spaces-dir", action="append", default=[], metavar="FOLDER",
+        help="a folder of search-space YAML added to the bundled ones (repeatable)",
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def user_folders(args) -> Iterator[None]:
+    """The folders of `--tasks-dir` / `--search-spaces-dir` joined to their environment variables for one command
+    (and the variables put back after it)."""
+    saved = {env: os.environ.get(env) for env in (TASKS_ENV, SPACES_ENV)}
+    try:
+        for env, given in (
+            (TASKS_ENV, getattr(args, "tasks_dir", [])),
+            (SPACES_ENV, getattr(args, "search_spaces_dir", [])),
+        ):
+            if given:
+                parts = [saved[env]] if saved[env] else []
+                os.environ[env] = os.pathsep.join(parts + [str(Path(g).resolve()) for g in given])
+        yield
+    finally:
+        for env, value in saved.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
 
 
 def positive_int(text: str) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from benchmark.cli.options import add_folder_options
 from benchmark.core.errors import ConfigError
 from benchmark.run.interrupts import INTERRUPTED_EXIT, Interrupted, ignore_stop_signals
 from benchmark.run.options import RUN_FLAGS, RunOptions, resume_command
@@ -22,6 +23,27 @@ HELP = "tune, select on validation, test once: every task of a suite, logged to 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="default", help="default | quick | paper (python -m benchmark list suites)")
+    add_common_arguments(parser)
+    parser.add_argument("--num-samples", type=int, help="trials per split (default: the suite's)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds of search per study: no trial starts after it, running trials finish; reported as such",
+    )
+    parser.add_argument("--search-space", help="a name in search_spaces/ or a YAML path (default: the suite's)")
+    parser.add_argument("--asha", action=argparse.BooleanOptionalAction, default=None, help="ASHA early stopping")
+    parser.add_argument(
+        "--reuse-fits",
+        action="store_true",
+        default=None,
+        help="read back a system's fits that this store already holds on folds with the same checksums (any run) "
+        "instead of training it again",
+    )
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of every verb that runs a suite (`run`, `compare`): data, stores, resume, cluster, resources."""
+    add_folder_options(parser)
     parser.add_argument(
         "--data",
         help="pairs file; default: $BENCHMARK_DATA, else a ChEMBL download where reachable, else the shared snapshot",
@@ -38,15 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpus-per-trial", type=float, default=0.0, help="fractional GPUs, e.g. 0.25 puts four trials on a GPU"
     )
-    parser.add_argument("--num-samples", type=int, help="trials per split (default: the suite's)")
-    parser.add_argument(
-        "--time-budget",
-        type=float,
-        help="seconds of search per study: no trial starts after it, running trials finish; reported as such",
-    )
     parser.add_argument("--max-concurrent", type=int, help="cap on concurrent trials")
-    parser.add_argument("--search-space", help="a name in search_spaces/ or a YAML path (default: the suite's)")
-    parser.add_argument("--asha", action=argparse.BooleanOptionalAction, default=None, help="ASHA early stopping")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     parser.add_argument("--cache-dir", help="embedding cache")
     parser.add_argument("--offline", action="store_true", help="never try the ChEMBL download")
@@ -63,13 +77,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_options(args):
-    """RunOptions from the parsed flags; a value out of range is an error naming its flag."""
+def run_options(args, **fixed):
+    """RunOptions from the parsed flags (and `fixed` values a verb sets itself); a value out of range is an error
+    naming its flag."""
 
-    values = {name: getattr(args, flag.lstrip("-").replace("-", "_")) for name, flag in RUN_FLAGS.items()}
+    values = {
+        name: getattr(args, flag.lstrip("-").replace("-", "_"))
+        for name, flag in RUN_FLAGS.items()
+        if hasattr(args, flag.lstrip("-").replace("-", "_"))  # `compare` has no --suite, --search-space, ...
+    }
     values = {name: value for name, value in values.items() if value is not None}  # unset: RunOptions' default
     try:
-        return RunOptions(**values, allow_download=not args.offline)
+        return RunOptions(**{**values, **fixed}, allow_download=not args.offline)
     except ValidationError as exc:
         problems = "; ".join(
             f"{RUN_FLAGS.get(str(e['loc'][0]), e['loc'][0])} {e.get('input')!r}: {e['msg']}" for e in exc.errors()
@@ -78,7 +97,11 @@ def run_options(args):
 
 
 def execute(args) -> int:
-    options = run_options(args)
+    return run_and_report(run_options(args))
+
+
+def run_and_report(options: RunOptions) -> int:
+    """Run the suite of `options` with a live progress board; print the summary, or how to resume after a stop."""
     progress = make_progress()
     try:
         results = run_suite(options, progress=progress)
@@ -99,12 +122,12 @@ def execute(args) -> int:
     print()
     if results.get("already_finished"):
         print(
-            f"run {results['run_uid']} in {Path(args.output).resolve()} had already finished: nothing was run or "
+            f"run {results['run_uid']} in {Path(options.output).resolve()} had already finished: nothing was run or "
             "logged again (start a new run without --resume to repeat it)"
         )
     print(format_summary(results))
     print(
-        f"\nresults: {Path(args.output).resolve() / RESULTS_FILE}; MLflow: {results['tracking_uri']} "
+        f"\nresults: {Path(options.output).resolve() / RESULTS_FILE}; MLflow: {results['tracking_uri']} "
         f"(experiment {results['experiment']}); browse with: mlflow ui --backend-store-uri {results['tracking_uri']}"
     )
     for name, route in results.get("views", {}).items():

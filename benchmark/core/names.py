@@ -12,6 +12,10 @@ TAG_STAGE = "stage"
 TAG_TASK = "task"
 TAG_SYSTEM = "system"
 TAG_FOLD = "fold"
+#: a fit run: the digest of what made it (system, space, budget, seed): equal digests on equal folds are reusable
+TAG_SYSTEM_DIGEST = "system_digest"
+#: a fit run read back from another run of the same store instead of refitted: that run's id
+TAG_REUSED_FROM = "reused_from"
 TAG_REPEAT = "repeat"
 TAG_TRIAL_ID = "trial_id"
 TAG_STATUS = "status"

@@ -168,8 +168,8 @@ def section_tuned_fold(report: Report, *, system: str, task: str, floor: str, da
     (the same data, space, budget and successive halving), run as a user runs a suite; per fold = run / folds."""
     source = tasks_dir()
     spec = read_yaml_mapping(source / f"{task}.yaml")
-    systems = read_yaml_mapping(source / "systems.yaml")
-    # a suite compares at least two systems: `floor` is one that costs no training
+    # a suite compares at least two systems: `floor` is one that costs no training (both bundled: the task folder
+    # written here adds to the bundled one)
     with tempfile.TemporaryDirectory() as tmp:
         folder, name = Path(tmp) / "tasks", f"{task}-1x{folds}"
         folder.mkdir()
@@ -177,7 +177,6 @@ def section_tuned_fold(report: Report, *, system: str, task: str, floor: str, da
         suite = {"description": f"{system} on {task}'s folds", "tasks": [name], "systems": [floor, system]}
         for file, content in (
             (f"{name}.yaml", spec),
-            ("systems.yaml", {k: systems[k] for k in (floor, system)}),
             ("suites.yaml", {"tuned-fold": {**suite, "eval_every": 10}}),
         ):
             (folder / file).write_text(yaml.safe_dump(content))

@@ -15,6 +15,8 @@ fold by fold (`benchmark.comparison`) and everything is logged as it completes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -269,6 +271,20 @@ def run_fits(
             )
 
 
+def system_digest(system: System, study: StudySettings | None, task: TaskSpec, eval_every: int) -> str:
+    """What makes a system's fits on a fold (its space, budget, search seed, schedule and the task's text field):
+    two runs with equal digests on folds with equal checksums fit the same thing, so one's fits serve the other."""
+    payload = {
+        "space": system.space.model_dump(exclude={"name", "description"}),
+        "text_field": task.dataset.text_field,
+        "eval_every": eval_every if system.tuned else None,
+        "search": None
+        if study is None
+        else {"n": study.num_samples, "asha": study.asha, "f": study.halving_factor, "seed": study.seed},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 # ---- the stages together -------------------------------------------------------------------------------------------
 def run_group(
     ctx: RunContext,
@@ -308,10 +324,14 @@ def run_group(
     for system in systems:
         if ctx.stop.requested:
             raise StopRequested(f"before tuning {system.name}")
+        study = study_for(system) if system.tuned else None
+        digest = logger.digests[system.name] = system_digest(system, study, first, settings.suite.eval_every)
+        if settings.options.reuse_fits and logger.reuse(system, digest):
+            progress(f"  {system.name}: its fits on these folds are in this store already (system {digest}): reused")
+            continue
         if not system.tuned:
             jobs += fixed_jobs(system, group, folds)
             continue
-        study = study_for(system)
         callback = TrialCallback(
             ctx.tracker,
             {t.name: logger.system_run(t, system) for t in group},

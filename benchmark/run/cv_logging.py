@@ -24,10 +24,12 @@ from benchmark.core.names import (
     TAG_RANKING,
     TAG_REPEAT,
     TAG_RETRIEVAL,
+    TAG_REUSED_FROM,
     TAG_RUN_UID,
     TAG_SPLIT,
     TAG_STAGE,
     TAG_SYSTEM,
+    TAG_SYSTEM_DIGEST,
     TAG_TASK,
     TAG_TASK_RUN,
     TEST_PREFIX,
@@ -107,6 +109,7 @@ class FoldLogger:
         self.chosen: dict[tuple[str, str], dict] = {}
         self.seconds: dict[str, float] = {"train": 0.0, "eval": 0.0}
         self.search: dict[str, SearchSummary] = {}  # tuned systems: how they searched (cv.search_summary)
+        self.digests: dict[str, str] = {}  # system -> what made its fits (cv.system_digest), tagged on each fit
         self.inputs_cut = inputs_cut or {}  # encoder -> items it cut, of items (cv.inputs_cut)
         self._restore()
 
@@ -160,6 +163,75 @@ class FoldLogger:
                             }
                         )
 
+    def reuse(self, system: System, digest: str) -> bool:
+        """Fits of `system` made by another run of this store (any experiment) with the same digest on folds with
+        the same checksums: read back and referenced (a fit run tagged `reused_from`, the metrics copied), not
+        refitted. True when every (task, fold) of the group was found; else nothing is reused."""
+        if any(r["system"] == system.name for r in self.rows):
+            return False  # this run's own fits (a resume) come first
+        client = self.tracker.client
+        experiments = [e.experiment_id for e in _retry_locked(lambda: client.search_experiments(max_results=1000))]
+        checksums = {f.name: f.checksum for f in self.folds.folds}
+        found: dict[tuple[str, str], object] = {}
+        for task in self.group:
+            runs = _retry_locked(
+                lambda t=task: client.search_runs(
+                    experiments,
+                    max_results=5000,
+                    filter_string=f"tags.{TAG_STAGE} = '{STAGE_FIT}' and tags.{TAG_SYSTEM_DIGEST} = '{digest}' "
+                    f"and tags.{TAG_TASK} = '{t.name}' and tags.status = 'finished' "
+                    f"and attributes.status = 'FINISHED'",
+                )
+            )
+            for run in runs:
+                tags = run.data.tags
+                fold = tags.get(TAG_FOLD)
+                if checksums.get(fold) == tags.get("fold_checksum") and tags.get(TAG_RUN_UID) != self.uid:
+                    found.setdefault((task.name, fold), run)
+        if len(found) < len(self.group) * len(checksums):
+            return False
+        for (task_name, fold_name), source in sorted(found.items()):
+            self._log_reused(next(t for t in self.group if t.name == task_name), system, digest, source)
+        return True
+
+    def _log_reused(self, task: TaskSpec, system: System, digest: str, source) -> None:
+        tags = source.data.tags
+        run = self.tracker.start_run(
+            f"{system.name} fit {tags[TAG_FOLD]} (reused)",
+            {
+                TAG_RUN_UID: self.uid,
+                TAG_TASK: task.name,
+                TAG_SYSTEM: system.name,
+                TAG_STAGE: STAGE_FIT,
+                TAG_FOLD: tags[TAG_FOLD],
+                TAG_REPEAT: tags[TAG_REPEAT],
+                "fold_checksum": tags["fold_checksum"],
+                "status": "finished",
+                TAG_SYSTEM_DIGEST: digest,
+                TAG_REUSED_FROM: source.info.run_id,
+                TAG_NOTE: f"{system.name} on outer fold {tags[TAG_FOLD]}: read back from run {source.info.run_id} "
+                f"(experiment {source.info.experiment_id}), which fitted the same system on a fold with the same "
+                "checksum; not refitted.",
+            },
+            parent_id=self.system_run(task, system),
+        )
+        metrics = {k: v for k, v in source.data.metrics.items() if k.startswith(f"{TEST_PREFIX}.")}
+        self.tracker.log(run, params=dict(source.data.params), metrics=metrics)
+        self.tracker.end(run)
+        for key in task_metrics(task):
+            name = metric_key(TEST_PREFIX, *key.split("/"))
+            if name in metrics:
+                self.rows.append(
+                    {
+                        "task": task.name,
+                        "system": system.name,
+                        "fold": tags[TAG_FOLD],
+                        "repeat": int(tags[TAG_REPEAT]),
+                        "key": key,
+                        "value": metrics[name],
+                    }
+                )
+
     def already_fitted(self, job: FitJob) -> bool:
         have = {(r["task"], r["system"], r["fold"]) for r in self.rows}
         return all((t, job.system, job.fold.name) in have for t in job.tasks)
@@ -183,6 +255,7 @@ class FoldLogger:
                 TAG_REPEAT: job.fold.repeat,
                 "fold_checksum": job.fold.checksum,
                 "status": "failed" if error else "finished",
+                **({TAG_SYSTEM_DIGEST: self.digests[job.system]} if job.system in self.digests else {}),
                 **({"error": error} if error else {}),
                 **({LOCATION_TAGS[k]: v for k, v in score.where.items()} if score is not None else {}),
             }

@@ -35,6 +35,12 @@ class RunOptions(Strict):
     allow_download: bool = True
     max_failures: int = Field(2, ge=0)
     storage: str | None = None  # Ray Tune's storage; None: OUTPUT/ray
+    #: a system whose fits this store holds already (same system digest, folds with the same checksums, any run)
+    #: reads them back instead of training again (`compare` sets it)
+    reuse_fits: bool = False
+    #: a verb that made the suite in-process (`compare` and its own flags): the resume command repeats it instead of
+    #: `run --suite NAME`, whose generated suite a new process would not know
+    command: str | None = None
 
 
 #: run options and the flags that set them (messages naming the flag, the --resume command)
@@ -56,17 +62,20 @@ RUN_FLAGS = {
     "cache_dir": "--cache-dir",
     "max_failures": "--max-failures",
     "storage": "--storage",
+    "reuse_fits": "--reuse-fits",
 }
 
 
 def resume_command(options: RunOptions) -> str:
     """The command line that continues this run: every option that differs from its default, and --resume."""
 
-    parts = ["python", "-m", "benchmark", "run"]
+    parts = ["python", "-m", "benchmark", *(shlex.split(options.command) if options.command else ["run"])]
     defaults = RunOptions()
     for name, flag in RUN_FLAGS.items():
         value = getattr(options, name)
         if name == "resume" or value == getattr(defaults, name):
+            continue
+        if options.command and name in ("suite", "reuse_fits"):  # the verb's own flags name them
             continue
         if name == "output":
             value = str(Path(value).resolve())

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from benchmark.bundled import resource_dir
+from benchmark.bundled import bundled_dir, user_dirs
 from benchmark.core.errors import ConfigError
 from benchmark.core.names import HOLDOUT, REPEATED_CV
 from benchmark.core.registry import Registry
@@ -191,13 +191,20 @@ _loaded_from: list[Path] = []
 
 
 def tasks_dir() -> Path:
-    folder = resource_dir("tasks", TASKS_ENV)
+    """The bundled task folder (the user's folders in $BENCHMARK_TASKS_DIR add to it: `task_dirs`)."""
+    folder = bundled_dir("tasks")
     if not folder.is_dir():
-        raise ConfigError(
-            f"task folder {str(folder)!r} not found; set {TASKS_ENV} to a folder of task YAML files "
-            "or reinstall the package (it ships its tasks)"
-        )
+        raise ConfigError(f"the bundled task folder {str(folder)!r} is missing; reinstall the package (it ships them)")
     return folder
+
+
+def task_dirs() -> list[Path]:
+    """The bundled task folder, then each folder of $BENCHMARK_TASKS_DIR (or `--tasks-dir`): theirs add to it."""
+    folders = [tasks_dir(), *user_dirs(TASKS_ENV)]
+    for folder in folders[1:]:
+        if not folder.is_dir():
+            raise ConfigError(f"task folder {str(folder)!r} ({TASKS_ENV} or --tasks-dir) is not a folder")
+    return folders
 
 
 def register_task(task: TaskSpec | dict, *, origin: str = "python") -> TaskSpec:
@@ -206,8 +213,13 @@ def register_task(task: TaskSpec | dict, *, origin: str = "python") -> TaskSpec:
 
 
 def load_registry(folder: str | os.PathLike | None = None) -> None:
-    """Read every task YAML and suites.yaml once (idempotent for the same folder)."""
-    folder = Path(folder) if folder is not None else tasks_dir()
+    """Read every task YAML, systems.yaml and suites.yaml of `folder` (default: the bundled folder and the user's)
+    once; a name that two files define is an error naming both."""
+    if folder is None:
+        for each in task_dirs():
+            load_registry(each)
+        return
+    folder = Path(folder)
     if folder.resolve() in _loaded_from:
         return
     for path in sorted(folder.glob("*.yaml")):

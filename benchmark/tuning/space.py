@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from benchmark.bundled import resource_dir
+from benchmark.bundled import bundled_dir, user_dirs
 from benchmark.core.errors import BenchmarkError, ConfigError, UnknownNameError
 from benchmark.core.settings import Strict, read_yaml_mapping, validate
 from benchmark.encoders.registry import check_encoder_name, encoders_of
@@ -179,20 +179,59 @@ def check_space_encoders(space: SearchSpace) -> None:
 
 
 def spaces_dir() -> Path:
-    return resource_dir("search_spaces", SPACES_ENV)
+    """The bundled search-space folder (the user's in $BENCHMARK_SEARCH_SPACES_DIR add to it: `spaces_dirs`)."""
+    return bundled_dir("search_spaces")
+
+
+def spaces_dirs() -> list[Path]:
+    return [spaces_dir(), *user_dirs(SPACES_ENV)]
+
+
+def _space_files() -> dict[str, Path]:
+    """Search-space name -> its file over the bundled and the user's folders; a name in two folders is an error
+    naming both files."""
+    found: dict[str, Path] = {}
+    for folder in spaces_dirs():
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+            if path.stem in found:
+                raise ConfigError(
+                    f"search space {path.stem!r} is defined twice: {found[path.stem]} and {path}; rename one"
+                )
+            found[path.stem] = path
+    return found
 
 
 def available_search_spaces() -> list[str]:
-    folder = spaces_dir()
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return sorted(_space_files())
+
+
+#: search spaces made in Python (`compare` derives one per named encoder): found by name before any file
+_REGISTERED: dict[str, SearchSpace] = {}
+
+
+def register_search_space(space: SearchSpace) -> SearchSpace:
+    """Make `space` loadable by its name (an equal space registered again is a no-op; a different one is an
+    error naming both)."""
+    known = _REGISTERED.get(space.name)
+    if known is not None and known != space:
+        raise ConfigError(f"search space {space.name!r} is registered twice with different contents")
+    if space.name in _space_files():
+        raise ConfigError(
+            f"search space {space.name!r} exists as a file, {_space_files()[space.name]}; choose another name"
+        )
+    _REGISTERED[space.name] = space
+    return space
 
 
 def load_search_space(name_or_path: str | os.PathLike) -> SearchSpace:
+    if str(name_or_path) in _REGISTERED:
+        return _REGISTERED[str(name_or_path)]
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = spaces_dir() / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise UnknownNameError("search space", str(name_or_path), available_search_spaces())
+        files = _space_files()
+        if str(name_or_path) not in files:
+            raise UnknownNameError("search space", str(name_or_path), sorted(files) + sorted(_REGISTERED))
+        path = files[str(name_or_path)]
     if not path.exists():
         raise ConfigError(f"search space file {str(path)!r} does not exist")
     data = read_yaml_mapping(path)

@@ -23,6 +23,7 @@ from benchmark.cluster.ray_cluster import check_can_join, is_uri
 from benchmark.core.errors import ConfigError
 from benchmark.core.io import unwritable
 from benchmark.run.options import RunOptions
+from benchmark.tasks.specs import SuiteSpec
 from benchmark.tracking.store import check_tracking_uri, default_tracking_uri
 
 SQLITE = "sqlite:///"
@@ -162,6 +163,18 @@ def _resumed_storage(options: RunOptions, output: Path, recorded: dict, moved: b
         else f"this run keeps Ray Tune's state in {output / 'ray'}, not in --storage {given}: resume without "
         "--storage, or start a new run without --resume"
     )
+
+
+def check_flags_apply(options: RunOptions, suite: SuiteSpec) -> None:
+    """A flag the suite's protocol would ignore is an error, not a silent no-op."""
+    if suite.systems and options.search_space:
+        raise ConfigError(
+            f"--search-space does not apply to suite {suite.name!r}: a repeated-CV suite compares its systems "
+            f"({', '.join(suite.systems)}), each with its own space; to compare encoders use `python -m benchmark "
+            "compare`, or define a system (systems.yaml) and a suite in a --tasks-dir folder"
+        )
+    if not suite.systems and options.reuse_fits:
+        raise ConfigError(f"--reuse-fits does not apply to suite {suite.name!r}: it is a holdout suite (no fold fits)")
 
 
 def check_before_start(options: RunOptions, output: Path) -> None:

@@ -40,7 +40,13 @@ from benchmark.run.cv_jobs import System, load_systems
 from benchmark.run.holdout import _run_holdout_group
 from benchmark.run.interrupts import Interrupted, StopRequested, StopSignal
 from benchmark.run.options import RunOptions, resume_command
-from benchmark.run.preflight import Locations, check_before_start, new_locations, resumed_locations
+from benchmark.run.preflight import (
+    Locations,
+    check_before_start,
+    check_flags_apply,
+    new_locations,
+    resumed_locations,
+)
 from benchmark.run.result_schema import RESULTS_FILE, CVTaskEntry, RunResults, new_results, write_results
 from benchmark.tasks.specs import TaskSpec, get_suite, get_system, get_task
 from benchmark.tracking.store import Tracker, check_reachable, tracking_lost
@@ -58,6 +64,7 @@ def _start(options: RunOptions, progress: Callable[[str], None]) -> tuple[RunCon
     is created or Ray starts; then lock the output folder, open the tracking store and the run state, start Ray."""
     suite = get_suite(options.suite)
     tasks = [get_task(name) for name in suite.tasks]
+    check_flags_apply(options, suite)
     # every search space the run will use is read now: a bad one fails before any store, run or Ray starts
     names = [get_system(n).search_space for n in suite.systems] or [options.search_space or suite.search_space]
     for name in names:

@@ -131,3 +131,14 @@ def test_a_run_refuses_bad_input_before_it_creates_a_store_or_starts_ray(problem
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "m.db.lock").exists()
     assert not (output.is_dir() and any(output.iterdir()))
     assert running or sys.modules.get("ray") is None or not sys.modules["ray"].is_initialized()
+
+
+def test_flags_a_protocol_would_ignore_are_refused():
+    from benchmark.run.preflight import check_flags_apply
+    from benchmark.tasks.specs import get_suite
+
+    with pytest.raises(ConfigError, match="--search-space does not apply to suite 'quick'"):
+        check_flags_apply(RunOptions(suite="quick", search_space="linear"), get_suite("quick"))
+    with pytest.raises(ConfigError, match="--reuse-fits does not apply to suite 'paper'"):
+        check_flags_apply(RunOptions(suite="paper", reuse_fits=True), get_suite("paper"))
+    check_flags_apply(RunOptions(suite="paper", search_space="linear"), get_suite("paper"))  # holdout: it applies

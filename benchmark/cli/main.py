@@ -13,12 +13,12 @@ import traceback
 
 from pydantic import ValidationError
 
-from benchmark.cli import compare, download, listing, perf, report, run, train
+from benchmark.cli import compare, download, listing, perf, report, run, schema, train
 from benchmark.cli.options import user_folders
 from benchmark.core.errors import BenchmarkError
 
 #: the verbs, in the order `--help` lists them
-VERBS = {verb.NAME: verb for verb in (listing, train, run, compare, report, perf, download)}
+VERBS = {verb.NAME: verb for verb in (listing, train, run, compare, report, perf, download, schema)}
 NOISY_LOGGERS = ("sentence_transformers", "transformers", "httpx", "urllib3", "filelock", "matplotlib", "alembic")
 
 

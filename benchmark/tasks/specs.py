@@ -207,8 +207,8 @@ def task_dirs() -> list[Path]:
     return folders
 
 
-def register_task(task: TaskSpec | dict, *, origin: str = "python") -> TaskSpec:
-    task = task if isinstance(task, TaskSpec) else validate(TaskSpec, task, origin)
+def register_task(task: TaskSpec | dict, *, origin: str = "python", source: Path | None = None) -> TaskSpec:
+    task = task if isinstance(task, TaskSpec) else validate(TaskSpec, task, origin, source=source)
     return TASKS.register(task.name, task, origin=origin)
 
 
@@ -226,7 +226,7 @@ def load_registry(folder: str | os.PathLike | None = None) -> None:
         if path.name in ("suites.yaml", "systems.yaml"):
             continue
         data = read_yaml_mapping(path)
-        register_task(data, origin=str(path))
+        register_task(data, origin=str(path), source=path)
     systems_file = folder / "systems.yaml"
     if systems_file.exists():
         for name, body in read_yaml_mapping(systems_file).items():
@@ -234,7 +234,13 @@ def load_registry(folder: str | os.PathLike | None = None) -> None:
                 raise ConfigError(f"{systems_file}: system {name!r} must be a mapping")
             SYSTEMS.register(
                 name,
-                validate(SystemSpec, {"name": name, **body}, f"{systems_file} (system {name!r})"),
+                validate(
+                    SystemSpec,
+                    {"name": name, **body},
+                    f"{systems_file} (system {name!r})",
+                    source=systems_file,
+                    prefix=(name,),
+                ),  # fmt: skip
                 origin=str(systems_file),
             )
     suites_file = folder / "suites.yaml"
@@ -242,7 +248,9 @@ def load_registry(folder: str | os.PathLike | None = None) -> None:
         for name, body in read_yaml_mapping(suites_file).items():
             if not isinstance(body, dict):
                 raise ConfigError(f"{suites_file}: suite {name!r} must be a mapping")
-            suite = validate(SuiteSpec, {"name": name, **body}, f"{suites_file} (suite {name!r})")
+            suite = validate(
+                SuiteSpec, {"name": name, **body}, f"{suites_file} (suite {name!r})", source=suites_file, prefix=(name,)
+            )
             _check_suite(suite, suites_file)
             SUITES.register(name, suite, origin=str(suites_file))
     _loaded_from.append(folder.resolve())

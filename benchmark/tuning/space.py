@@ -236,4 +236,4 @@ def load_search_space(name_or_path: str | os.PathLike) -> SearchSpace:
         raise ConfigError(f"search space file {str(path)!r} does not exist")
     data = read_yaml_mapping(path)
     data.setdefault("name", path.stem)
-    return validate(SearchSpace, data, str(path), "search space")
+    return validate(SearchSpace, data, str(path), "search space", source=path)

@@ -248,7 +248,22 @@ def _stars(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
-def figures(task: CVTask, folder: Path, practical: float = PRACTICAL_DIFFERENCE) -> dict[str, str]:
+#: the colours systems get, in the order of their names over the whole report (matplotlib's tab10, then tab20)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5")  # fmt: skip
+
+
+def system_colours(tasks: list[CVTask]) -> dict[str, str]:
+    """System -> colour, the same in every figure of one report (a critical-difference diagram used to colour by
+    rank, so one system changed colour between tasks)."""
+    names = sorted({s for task in tasks if task.comparison is not None for s in task.comparison.systems})
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def figures(
+    task: CVTask, folder: Path, practical: float = PRACTICAL_DIFFERENCE, colours: dict[str, str] | None = None
+) -> dict[str, str]:
     import matplotlib  # matplotlib: heavy, imported only to draw
 
     matplotlib.use("Agg")
@@ -318,7 +333,7 @@ def figures(task: CVTask, folder: Path, practical: float = PRACTICAL_DIFFERENCE)
         f"{c.test}); dashed: the practical threshold ±{practical:g}"
     )
 
-    images.update(_cd_diagram(task, folder))
+    images.update(_cd_diagram(task, folder, colours or system_colours([task])))
     images.update(_importance_figure(task, folder))
     return images
 
@@ -343,7 +358,7 @@ def _importance_figure(task: CVTask, folder: Path) -> dict[str, str]:
     return {name: f"{task.task}: which tuned parameters mattered - fANOVA per fold, mean over folds with 95% CI"}
 
 
-def _cd_diagram(task: CVTask, folder: Path) -> dict[str, str]:
+def _cd_diagram(task: CVTask, folder: Path, colours: dict[str, str]) -> dict[str, str]:
     import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
     import scikit_posthocs as sp  # scikit_posthocs: imported only for the Conover test
 
@@ -351,7 +366,7 @@ def _cd_diagram(task: CVTask, folder: Path) -> dict[str, str]:
     ranks = pd.Series({s.system: s.mean_rank for s in c.summaries})
     sig = pd.DataFrame(c.p_matrix).loc[ranks.index, ranks.index]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranks) + 1.6))
-    sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=c.alpha)
+    sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=c.alpha, color_palette=colours)
     ax.set_title(
         f"{task.task}: mean rank across folds (1 = best); bars join systems not significantly different", fontsize=9
     )

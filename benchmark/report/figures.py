@@ -41,10 +41,13 @@ def figures(data: ReportData, folder: Path, practical: float | None = None) -> d
     import matplotlib.pyplot as plt  # matplotlib: heavy, imported only to draw
 
     images: dict[str, str] = {}
+    colours = report_cv.system_colours(data.cv)  # one colour per system in every figure of the report
     for task in data.cv:
         if task.comparison is not None:
             images.update(
-                report_cv.figures(task, folder, report_cv.PRACTICAL_DIFFERENCE if practical is None else practical)
+                report_cv.figures(
+                    task, folder, report_cv.PRACTICAL_DIFFERENCE if practical is None else practical, colours=colours
+                )
             )
     # one heatmap and one Recall@k figure per (split, text field, system): global tasks first
     best_bridges, shown = {}, set()

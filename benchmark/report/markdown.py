@@ -180,25 +180,41 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         leak = " ⚠ LEAKY split (molecules shared between train and test)" if rows[0].leaky else ""
         out += [f"### {task}{leak}", ""] + ([data.datasets[task], ""] if data.datasets.get(task) else [])
         out += [_md_table(*task_table(rows)), ""]
-    header, body, _ = paper_comparison(data)
-    out += (
-        [
-            "## Side by side with the paper (Tupakula 2025, Table 1)",
-            "",
-            _md_table(header, body),
-            "",
-            "What differs:",
-            "",
-        ]
-        + [f"- {d}" for d in DIFFERENCES]
-        + [""]
-    )
+    header, body, any_found = paper_comparison(data)
+    if any_found:  # only when a paper task ran: no empty section
+        out += (
+            [
+                "## Side by side with the paper (Tupakula 2025, Table 1)",
+                "",
+                _md_table(header, body),
+                "",
+                "What differs:",
+                "",
+            ]
+            + [f"- {d}" for d in DIFFERENCES]
+            + [""]
+        )
     holdout_images = {n: c for n, c in images.items() if not n.startswith("cv_")}
     if holdout_images:
         out += ["## Figures (holdout tasks)", ""]
         for name, caption in holdout_images.items():
             out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def wording(data: ReportData) -> str:
+    """How the numbers below were made, for the protocols the report holds."""
+    parts = []
+    if data.cv:
+        parts.append(
+            "Repeated cross-validation: each system's value per outer fold, tested once on that fold; means with 95% "
+            "CIs over folds; configurations selected on each fold's inner validation data only."
+        )
+    if data.rows:
+        parts.append(
+            "Holdout: test metrics are seed means with 95% bootstrap CIs; configurations chosen on validation."
+        )
+    return " ".join(parts)
 
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -218,8 +234,8 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Leaderboard: drug-text alignment</title>",
         f"<style>{CSS}</style></head><body><h1>Leaderboard: drug-text alignment</h1>",
-        f"<p>From MLflow experiments {html.escape(', '.join(sorted(data.experiments)))}. Test metrics: seed means "
-        "with 95% bootstrap CIs; configurations chosen on validation data.</p>",
+        f"<p>From MLflow experiments {html.escape(', '.join(sorted(data.experiments)))}. "
+        f"{html.escape(wording(data))}</p>",
     ]
     for title, lines in (("In progress", data.in_progress), ("Skipped", data.skipped)):
         if lines:
@@ -243,6 +259,8 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
         )
         for task in data.cv:
             parts.append(f"<h3>{html.escape(task.task)} ({html.escape(task.experiment)})</h3>")
+            if task.description:
+                parts.append(f"<p>{html.escape(task.description)}</p>")
             if task.dataset:
                 parts.append(f"<p>{html.escape(task.dataset.replace('**', ''))}</p>")
             if task.comparison is None:
@@ -266,9 +284,10 @@ def render_html(data: ReportData, images: dict[str, str], folder: Path) -> str:
         leak = " <span class='leaky'>⚠ LEAKY split</span>" if rows[0].leaky else ""
         card = f"<p>{html.escape(data.datasets[task].replace('**', ''))}</p>" if data.datasets.get(task) else ""
         parts.append(f"<h2>{html.escape(task)}{leak}</h2>" + card + table(*task_table(rows)))
-    header, body, _ = paper_comparison(data)
-    parts.append("<h2>Side by side with the paper (Table 1)</h2>" + table(header, body))
-    parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in DIFFERENCES) + "</ul>")
+    header, body, any_found = paper_comparison(data)
+    if any_found:  # only when a paper task ran: no empty section
+        parts.append("<h2>Side by side with the paper (Table 1)</h2>" + table(header, body))
+        parts.append("<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in DIFFERENCES) + "</ul>")
     parts += [figure(n, c) for n, c in images.items() if not n.startswith("cv_")]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -211,6 +211,31 @@ def test_report_shows_the_comparison(cv_run, tmp_path):
     row = next(line for line in importance.splitlines() if "loss/temperature" in line)
     saved = cv_run["results"]["tasks"]["tinycv-global"]["systems"]["tinycv-tuned"]["search"]["importance"]
     assert row.startswith("| tinycv-tuned | loss/temperature |") and f"{saved['loss/temperature']['mean']:.3f}" in row
+    html = written["html"].read_text()
+    assert "value per outer fold, tested once on that fold" in html and "seed means" not in html
+    assert "tiny cv global task" in html  # the task's description, as in the markdown
+    assert "Table 1" not in html and "Table 1" not in text  # no paper task ran: no empty section
+
+
+def test_each_system_keeps_its_colour_in_every_figure_of_a_report(cv_run, tmp_path, monkeypatch):
+    """Critical-difference diagrams used to colour systems by rank, so a system changed colour between tasks."""
+    import scikit_posthocs
+
+    from benchmark.report.collect import collect
+    from benchmark.report.figures import figures
+
+    drawn = []
+    original = scikit_posthocs.critical_difference_diagram
+
+    def spy(ranks, sig, **kwargs):
+        drawn.append((dict(ranks), kwargs["color_palette"]))
+        return original(ranks, sig, **kwargs)
+
+    monkeypatch.setattr(scikit_posthocs, "critical_difference_diagram", spy)
+    figures(collect(cv_run["uri"]), tmp_path)
+    assert len(drawn) == 2  # one diagram per task
+    palettes = [{s: palette[s] for s in ranks} for ranks, palette in drawn]
+    assert palettes[0] == palettes[1] and len(set(palettes[0].values())) == len(palettes[0])
 
 
 def test_a_killed_cv_run_resumes_with_each_fold_searched_to_its_budget(tmp_path, tiny_csv, cli_in_process):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 2; a trial whose own code raised is not trained again)",
     )
     parser.add_argument(
+        "--mlflow-ui",
+        help=f"the MLflow UI's address for the printed links (default: ${UI_ENV}, an http(s) tracking server, "
+        f"else {DEFAULT_UI})",
+    )
+    parser.add_argument(
         "--storage",
         help="Ray Tune's storage (default: OUTPUT/ray); on a cluster with nodes on other "
         "hosts a folder mounted on every node, or a URI such as s3://bucket/path",
@@ -98,6 +104,28 @@ def run_options(args, **fixed):
 
 def execute(args) -> int:
     return run_and_report(run_options(args))
+
+
+#: where the user's MLflow UI answers (the saved views' links start with it): --mlflow-ui, else this variable
+UI_ENV = "BENCHMARK_MLFLOW_UI"
+DEFAULT_UI = "http://127.0.0.1:5000"
+
+
+def ui_address(options: RunOptions) -> str:
+    """The MLflow UI address the printed links use: `--mlflow-ui`, $BENCHMARK_MLFLOW_UI, an http(s) tracking
+    server (which serves the UI), else `mlflow ui`'s default."""
+    chosen = options.mlflow_ui or os.environ.get(UI_ENV)
+    if not chosen and (options.tracking_uri or "").startswith(("http://", "https://")):
+        chosen = options.tracking_uri
+    return (chosen or DEFAULT_UI).rstrip("/")
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The command that serves the UI for a store (MLflow 3's `ui` also starts GenAI job runners, several processes
+    that these runs never use: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false keeps them off)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri}"
+    return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {tracking_uri}"
 
 
 def run_and_report(options: RunOptions) -> int:
@@ -128,8 +156,9 @@ def run_and_report(options: RunOptions) -> int:
     print(format_summary(results))
     print(
         f"\nresults: {Path(options.output).resolve() / RESULTS_FILE}; MLflow: {results['tracking_uri']} "
-        f"(experiment {results['experiment']}); browse with: mlflow ui --backend-store-uri {results['tracking_uri']}"
+        f"(experiment {results['experiment']}); browse with: {ui_command(results['tracking_uri'])}"
     )
+    ui = ui_address(options)
     for name, route in results.get("views", {}).items():
-        print(f"  saved view {name}: http://127.0.0.1:5000/{route}")
+        print(f"  saved view {name}: {ui}/{route}")
     return 0

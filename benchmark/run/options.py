@@ -38,6 +38,8 @@ class RunOptions(Strict):
     #: a system whose fits this store holds already (same system digest, folds with the same checksums, any run)
     #: reads them back instead of training again (`compare` sets it)
     reuse_fits: bool = False
+    #: the MLflow UI's address for the links a run prints (None: $BENCHMARK_MLFLOW_UI or the default)
+    mlflow_ui: str | None = None
     #: a verb that made the suite in-process (`compare` and its own flags): the resume command repeats it instead of
     #: `run --suite NAME`, whose generated suite a new process would not know
     command: str | None = None
@@ -63,6 +65,7 @@ RUN_FLAGS = {
     "max_failures": "--max-failures",
     "storage": "--storage",
     "reuse_fits": "--reuse-fits",
+    "mlflow_ui": "--mlflow-ui",
 }
 
 

@@ -406,3 +406,16 @@ def test_an_interrupted_run_ignores_further_stop_signals_while_it_exits(monkeypa
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert "resume with" in capsys.readouterr().err
+
+
+def test_printed_mlflow_links_follow_the_ui_address_the_user_gives(monkeypatch):
+    from benchmark.cli.run import UI_ENV, ui_address, ui_command
+    from benchmark.run.options import RunOptions
+
+    monkeypatch.delenv(UI_ENV, raising=False)
+    assert ui_address(RunOptions()) == "http://127.0.0.1:5000"
+    assert ui_address(RunOptions(tracking_uri="http://10.0.0.5:8080/")) == "http://10.0.0.5:8080"
+    monkeypatch.setenv(UI_ENV, "http://127.0.0.1:5001/")
+    assert ui_address(RunOptions()) == "http://127.0.0.1:5001"
+    assert ui_address(RunOptions(mlflow_ui="http://localhost:7000")) == "http://localhost:7000"
+    assert ui_command("sqlite:///m.db").startswith("MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui ")

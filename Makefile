@@ -6,7 +6,7 @@ PIP_FIND_LINKS_OPT := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 .PHONY: setup run test test-fast
 setup:
 	$(PYTHON) -m pip install -q $(PIP_FIND_LINKS_OPT) torch==2.13.0
-	$(PYTHON) -m pip install -q $(PIP_FIND_LINKS_OPT) -e ".[dev,cluster]"
+	$(PYTHON) -m pip install -q $(PIP_FIND_LINKS_OPT) -e ".[dev,cluster,docs]"
 	$(PYTHON) -m pip install -q ./tests/plugin_example
 	bash .ci/install-chromium
 

@@ -16,7 +16,10 @@ The contract (what the suite relies on):
 - `fit(list[str])`, if present, learns from training items only (the suite calls it on each fold's training
   items, twice per fold: once for tuning on the inner training side, once for the fold's fit) and returns
   nothing the suite uses; after it `encode` obeys the rules above.
-- `truncated`, if present after `encode`, is how many items were longer than the encoder reads (counted, shown).
+- `truncated(list[str]) -> list[bool]`, if present, says which items are longer than the encoder reads (their
+  tails are cut): the suite counts them, caches the count and reports it.
+- Size and place are the encoder's own: a transformer plugin takes `batch_size` and `device` parameters (through
+  `--mol-encoder-param` / `params` in a search space), as the built-in `hf-text` does.
 """
 
 from __future__ import annotations
@@ -90,8 +93,13 @@ def check_encoder(encoder: Encoder | str, items: list[str] | None = None, *, ato
     one = np.vstack([check_output(encoder, [item], encoder.encode([item])) for item in items[:3]])
     if one.shape[1] != whole.shape[1] or not np.allclose(one, whole[:3], atol=atol):
         _fail(encoder, "an item encoded alone gave another row than in a batch (rows must not depend on the batch)")
-    if hasattr(encoder, "truncated") and encoder.truncated is not None and not isinstance(encoder.truncated, int):
-        _fail(encoder, f"`truncated` must be an int (items cut) or None, not {type(encoder.truncated).__name__}")
+    flags = getattr(encoder, "truncated", None)
+    if flags is not None:
+        if not callable(flags):
+            _fail(encoder, "`truncated` must be a method: truncated(items) -> one bool per item (cut or not)")
+        said = np.asarray(flags(items))
+        if said.shape != (len(items),) or said.dtype != bool:
+            _fail(encoder, f"truncated(items) must give one bool per item, got {said.dtype} of shape {said.shape}")
     if not isinstance(getattr(encoder, "description", ""), str):
         _fail(encoder, "`description` must be a string (what `list encoders` shows)")
     return {"width": int(whole.shape[1]), "fits": fits}

@@ -57,3 +57,12 @@ def test_params_that_cannot_key_the_cache_are_named():
     encoder.params = {"model": object()}
     with pytest.raises(EncoderError, match="`params` must be JSON-serialisable"):
         check_encoder(encoder)
+
+
+def test_truncated_must_say_one_bool_per_item():
+    encoder = Broken("fine")
+    encoder.truncated = lambda items: [len(t) > 25 for t in items]
+    check_encoder(encoder)
+    encoder.truncated = lambda items: 3
+    with pytest.raises(EncoderError, match="one bool per item"):
+        check_encoder(encoder)

@@ -53,11 +53,11 @@ def test_an_undeclared_key_or_a_wrong_type_is_named_by_its_path():
         check_results({**results, "run_uid": {"not": "a string"}})
 
 
-def test_the_readme_names_the_schema_version_the_code_writes():
+def test_the_docs_name_the_schema_version_the_code_writes():
     import re
     from pathlib import Path
 
     from benchmark.run.result_schema import SCHEMA_VERSION
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert re.findall(r"`schema_version` \(now (\d+)\)", readme) == [str(SCHEMA_VERSION)]
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    assert re.findall(r"`schema_version` \(now (\d+)\)", docs) == [str(SCHEMA_VERSION)]

@@ -96,15 +96,21 @@ def unwritable(path: Path) -> str | None:
     return f"no folder of {path} exists"
 
 
+#: what a write that found no space says (the OS, SQLite)
+_NO_SPACE = ("No space left on device", "database or disk is full")
+
+
 def disk_full(exc: BaseException) -> str | None:
     """When `exc` (or what caused it) is a write that found no space (ENOSPC, sqlite's 'database or disk is
-    full'), one line saying so; else None."""
+    full'), one line saying so, with the line of the error that says it; else None."""
     seen: BaseException | None = exc
     for _ in range(10):
         if seen is None:
             return None
-        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "database or disk is full" in str(seen):
-            return f"a write failed for lack of disk space ({type(seen).__name__}: {str(seen).splitlines()[0][:300]})"
+        text = str(seen)
+        said = next((line.strip() for line in text.splitlines() if any(m in line for m in _NO_SPACE)), None)
+        if said or (isinstance(seen, OSError) and seen.errno == errno.ENOSPC):
+            return f"a write failed for lack of disk space ({said or f'{type(seen).__name__}: {text}'}"[:400] + ")"
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import yaml
 
 from benchmark.cluster.local import RayCluster
-from benchmark.core.settings import read_yaml_mapping
 from benchmark.perf.common import Report
 from benchmark.run.options import RunOptions
 from benchmark.run.result_schema import read_results
 from benchmark.run.suite import run_suite
-from benchmark.tasks.specs import TASKS_ENV, tasks_dir
+from benchmark.tasks.specs import TASKS_ENV, get_task
 
 
 # ---------------------------------------------------------------------------------------- suite
@@ -166,8 +165,7 @@ def section_cluster(report: Report, *, suite: str, data: str | None) -> None:
 def section_tuned_fold(report: Report, *, system: str, task: str, floor: str, data: str | None, folds: int = 5) -> None:
     """What one outer fold's search costs: the default suite's tuned system on one repeat of a task's folds
     (the same data, space, budget and successive halving), run as a user runs a suite; per fold = run / folds."""
-    source = tasks_dir()
-    spec = read_yaml_mapping(source / f"{task}.yaml")
+    spec = get_task(task).model_dump(mode="json")  # a bundled task or one of the user's folders
     # a suite compares at least two systems: `floor` is one that costs no training (both bundled: the task folder
     # written here adds to the bundled one)
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +182,8 @@ def section_tuned_fold(report: Report, *, system: str, task: str, floor: str, da
         args = [sys.executable, "-m", "benchmark", "run", "--suite", "tuned-fold", "--offline", "--output", str(out)]
         args += ["--tracking-uri", f"sqlite:///{Path(tmp) / 'mlflow.db'}"] + (["--data", data] if data else [])
         started = time.perf_counter()
-        proc = subprocess.run(args, env={**os.environ, TASKS_ENV: str(folder)}, capture_output=True, text=True)
+        folders = os.pathsep.join(filter(None, [os.environ.get(TASKS_ENV), str(folder)]))  # added to the user's
+        proc = subprocess.run(args, env={**os.environ, TASKS_ENV: folders}, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             raise RuntimeError(f"tuned-fold run failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")

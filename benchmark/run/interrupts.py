@@ -135,14 +135,14 @@ class StopSignal:
         tune_log.addHandler(watcher)
         saves = _SaveFailureWatcher(self)
         for name in SAVE_LOGGERS:
-            logging.getLogger(name).addHandler(saves)
+            logging.getLogger(name).addFilter(saves)
         self._in_study = True
         try:
             yield
         finally:
             self._in_study = False
             for name in SAVE_LOGGERS:
-                logging.getLogger(name).removeHandler(saves)
+                logging.getLogger(name).removeFilter(saves)
             if threading.current_thread() is threading.main_thread() and not self._leaving:
                 signal.signal(signal.SIGINT, self._handler)  # Tune leaves its handler installed after a study
             tune_log.removeHandler(watcher)
@@ -192,21 +192,25 @@ def _names(signum: int) -> tuple[str, str]:
 SAVE_LOGGERS = ("ray.tune.execution.experiment_state", "ray.train._internal.syncer", "benchmark.tuning.state")
 
 
-class _SaveFailureWatcher(logging.Handler):
-    """A failed save of the study's state (Tune logs it and goes on) stops the run, saying where and why."""
+class _SaveFailureWatcher(logging.Filter):
+    """A failed save of the study's state (Tune logs it with a traceback and goes on) stops the run, saying where
+    and why in one line; the logged traceback itself is held back (a filter on the loggers that report it)."""
 
     def __init__(self, stop: StopSignal):
-        super().__init__(logging.WARNING)
+        super().__init__()
         self.stop = stop
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
         message = record.getMessage()
         if not any(mark in message for mark in ("failed", "could not save")):
-            return
+            return True
         detail = message
         if record.exc_info and record.exc_info[1] is not None:
-            detail = f"{message} {record.exc_info[1]}"
+            detail = f"{message} {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
         self.stop.fail(describe_save_failure(detail))
+        return False
 
 
 def describe_save_failure(text: str) -> str:

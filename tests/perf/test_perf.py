@@ -37,11 +37,15 @@ def test_perf_runs_every_section_and_writes_the_report(half, tiny_csv, tmp_path,
     import torch
     from suite_helpers import write_cv_suite
 
+    from benchmark.tasks.specs import scoped_registry
+
     monkeypatch.setenv("BENCHMARK_TASKS_DIR", str(write_cv_suite(tmp_path / "tasks", tiny_csv, name="perfcv")))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # perf pins threads (and this variable): undone after
     threads = torch.get_num_threads()
     out = tmp_path / "reports" / "perf.md"
     sections, headings = HALVES[half]
+    scope = scoped_registry()  # this test's 'perfcv' folder is forgotten after it (the other half writes its own)
+    scope.__enter__()
     try:
         text = run_perf(
             data=str(tiny_csv),
@@ -59,6 +63,7 @@ def test_perf_runs_every_section_and_writes_the_report(half, tiny_csv, tmp_path,
         )
     finally:
         torch.set_num_threads(threads)
+        scope.__exit__(None, None, None)
     assert out.read_text() == text
     for heading in (*headings, "## Targets"):
         assert heading in text

@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 from ray.tune import Callback
 
 from benchmark.core.errors import BenchmarkError
+from benchmark.core.io import current_umask
 from benchmark.core.signing import Manifest, key_path, load_key
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class _AtomicFile:
             self.handle.close()  # flushes: ENOSPC may surface only here
             if self.failed:
                 raise OSError(f"not all of {self.path} could be written")
-            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.chmod(self.tmp, 0o666 & ~current_umask())
             os.replace(self.tmp, self.path)
         except BaseException:
             Path(self.tmp).unlink(missing_ok=True)
@@ -159,12 +160,6 @@ class _AtomicFile:
 
     def seekable(self) -> bool:
         return False
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def storage_filesystem(storage_path: str):
